@@ -1,0 +1,63 @@
+# Mood Melody. On a fresh machine: `make run` runs the daemon, `make test` passes the tests.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+DATA ?= ../shared/datasets/fer2013
+APT_TEST_PACKAGES := mosquitto chromium chromium-driver systemd shellcheck
+HOST ?= pi@moodmelody.local
+
+.PHONY: setup setup-test run test lint check bench train evaluate face-model install deploy clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# The device side only (what runs on the Pi).
+setup: $(PY)
+	$(PIP) install --quiet -e .
+
+# Everything the tests need: Debian packages (as root, via apt-get), the training extra, test tools.
+setup-test: $(PY)
+	@missing=$$(for p in $(APT_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	$(PIP) install --quiet -e '.[test,train]'
+
+run: setup
+	$(VENV)/bin/moodmelody run $(ARGS)
+
+lint: setup-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: setup-test
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+check: test
+
+bench: setup-test
+	$(PY) -m tests.bench
+
+train: setup-test
+	$(PY) -m training.train --data $(DATA) $(ARGS)
+
+evaluate: setup-test
+	$(PY) -m training.evaluate --model models/emotion_int8.tflite --data $(DATA)/test
+
+# Re-extract the face detector from the mediapipe wheel and check its sha256.
+face-model: $(PY)
+	$(PY) -m models.fetch_face_detector
+
+install:
+	sudo bash provisioning/install.sh
+
+deploy:
+	rsync -a --delete --exclude .venv --exclude .git ./ $(HOST):moodmelody/
+	ssh -t $(HOST) 'sudo bash moodmelody/provisioning/install.sh'
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

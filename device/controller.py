@@ -1,0 +1,97 @@
+"""The one narrow interface through which the setup page and MQTT steer the daemon.
+
+Both read the live status here and change settings here; a change is validated as a
+whole, saved atomically, then handed to the parts that apply it live (listeners).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from device import EMOTIONS
+from device.config import Config, apply_changes, load_config, save_config
+from device.status import StatusBoard
+
+logger = logging.getLogger(__name__)
+
+ConfigListener = Callable[[Config, Config], None]  # (old, new)
+
+
+class Controller:
+    def __init__(self, config: Config, config_path: Path, status: StatusBoard) -> None:
+        self.status = status
+        self.config_path = config_path
+        self._config = config
+        self._lock = threading.RLock()
+        self._listeners: list[ConfigListener] = []
+        self._actions: dict[str, Callable[[], None]] = {}
+        status.update(autoplay=config.player.autoplay, camera_enabled=config.camera.enabled)
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    def on_config_change(self, listener: ConfigListener) -> None:
+        self._listeners.append(listener)
+
+    def on_action(self, name: str, action: Callable[[], None]) -> None:
+        """Register what `next_track`, `pause` and `override` do (wired by the daemon)."""
+        self._actions[name] = action
+
+    def update_settings(self, changes: Mapping[str, Mapping[str, Any]], source: str = "") -> Config:
+        """Validate, save and apply `changes`; raises ConfigError and changes nothing if wrong."""
+        with self._lock:
+            old = self._config
+            new = apply_changes(old, changes, source or str(self.config_path))
+            if new == old:
+                return old
+            save_config(new, self.config_path)
+            self._install(old, new)
+            return new
+
+    def reload(self) -> Config:
+        """Re-read the file (SIGHUP); on error the running config stays and the error is raised."""
+        with self._lock:
+            new = load_config(self.config_path)
+            self._install(self._config, new)
+            return new
+
+    def _install(self, old: Config, new: Config) -> None:
+        self._config = new
+        self.status.update(autoplay=new.player.autoplay, camera_enabled=new.camera.enabled)
+        for listener in self._listeners:
+            try:
+                listener(old, new)
+            except Exception:
+                logger.exception("applying the new settings failed in %r", listener)
+
+    # Commands: the same settings path as the page, so both stay in step.
+    def set_autoplay(self, on: bool, source: str = "command") -> None:
+        self.update_settings({"player": {"autoplay": bool(on)}}, source)
+
+    def set_camera(self, on: bool, source: str = "command") -> None:
+        self.update_settings({"camera": {"enabled": bool(on)}}, source)
+
+    def set_override(self, mood: str | None) -> None:
+        """Play `mood` now regardless of the camera; None returns to following faces."""
+        if mood is not None and mood not in EMOTIONS:
+            raise ValueError(f"unknown mood {mood!r} (allowed: {', '.join(EMOTIONS)} or none)")
+        self.status.update(override=mood)
+        self._run_action("override")
+
+    def next_track(self) -> None:
+        self._run_action("next_track")
+
+    def pause(self) -> None:
+        self._run_action("pause")
+
+    def _run_action(self, name: str) -> None:
+        action = self._actions.get(name)
+        if action is None:
+            logger.warning("%s: not available (the daemon has not wired it)", name)
+            return
+        action()
