@@ -50,7 +50,7 @@ evaluate: setup-test
 
 # Re-extract the face detector from the mediapipe wheel and check its sha256.
 face-model: $(PY)
-	$(PY) -m models.fetch_face_detector
+	$(PY) models/fetch_face_detector.py
 
 install:
 	sudo bash provisioning/install.sh

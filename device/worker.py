@@ -31,6 +31,10 @@ class PlayerWorker:
         self._retry_at = 0.0  # monotonic time before which a failed intent is not retried
         self._thread = threading.Thread(target=self._run, name="player", daemon=True)
 
+    @property
+    def player(self) -> Player:
+        return self._player
+
     def start(self) -> None:
         self._thread.start()
 

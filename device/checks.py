@@ -1,0 +1,69 @@
+"""`moodmelody check`: one line per part of the set-up, each ok or not."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from device.config import Config, ConfigError, load_config
+
+CheckLine = tuple[str, bool, str]
+
+
+def _check(name: str, probe: Callable[[], str]) -> CheckLine:
+    try:
+        return name, True, probe()
+    except Exception as err:
+        return name, False, f"{err.__class__.__name__}: {err}" if not str(err) else str(err)
+
+
+def _camera(config: Config) -> str:
+    from device.camera import open_source
+
+    source = open_source(config.camera.source, config.camera.width, config.camera.height,
+                         config.camera.fps, realtime=False)
+    try:
+        frame = source.read()
+    finally:
+        source.close()
+    if frame is None:
+        raise RuntimeError(f"{source.description}: no frame")
+    height, width = frame.rgb.shape[:2]
+    return f"{source.description}: {width}×{height} frame read"
+
+
+def _models(config: Config) -> str:
+    from device.pipeline import Analyser
+
+    analyser = Analyser.from_config(config)
+    return f"face detector and emotion model loaded ({analyser.classifier.describe()})"
+
+
+def _runtime() -> str:
+    from device.runtime import runtime_name
+
+    return f"TFLite runtime: {runtime_name()}"
+
+
+def run_checks(config_path: Path) -> list[CheckLine]:
+    try:
+        config = load_config(config_path)
+    except ConfigError as err:
+        return [("config", False, str(err))]
+    where = str(config_path) if config_path.exists() else f"{config_path} not found: defaults"
+    lines: list[CheckLine] = [("config", True, where)]
+    lines.append(_check("runtime", _runtime))
+    lines.append(_check("models", lambda: _models(config)))
+    if config.camera.enabled:
+        lines.append(_check("camera", lambda: _camera(config)))
+    else:
+        lines.append(("camera", True, "switched off in the settings"))
+    if config.player.kind == "spotify" or config.spotify.client_id:
+        from device.spotify import check as spotify_check
+
+        lines.extend(spotify_check(config, config.state_dir()))
+    if config.mqtt.enabled:
+        from device.mqtt import check as mqtt_check
+
+        lines.extend(mqtt_check(config))
+    return lines

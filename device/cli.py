@@ -1,0 +1,188 @@
+"""The `moodmelody` command: run the daemon, check the set-up, try detection, log in."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from device import __version__
+from device.config import Config, ConfigError, default_config_path, load_config, save_config
+
+logger = logging.getLogger("moodmelody")
+
+LAST_GOOD = "last-good-config.toml"
+WAIT_FOR_FIX_S = 5.0
+
+
+def setup_logging(verbose: bool) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    if os.environ.get("JOURNAL_STREAM"):  # journald adds the time and the unit itself
+        fmt = "%(levelname)s %(name)s: %(message)s"
+    else:
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    return Path(args.config) if args.config else default_config_path()
+
+
+def load_for_service(path: Path) -> Config:
+    """The config to run with. A broken file must not make the service crash-loop:
+    run with the last good config if there is one, else wait here until the file is fixed.
+    """
+    stop = threading.Event()
+    while True:
+        try:
+            config = load_config(path)
+        except ConfigError as err:
+            last_good = Config().state_dir() / LAST_GOOD
+            logger.error("configuration error: %s", err)
+            if last_good.exists():
+                try:
+                    config = load_config(last_good)
+                except ConfigError:
+                    pass
+                else:
+                    logger.error("running with the last good configuration (%s) until %s is "
+                                 "fixed; then send SIGHUP or restart", last_good, path)
+                    return config
+            logger.error("waiting for %s to be fixed (checking every %g s)", path, WAIT_FOR_FIX_S)
+            stop.wait(WAIT_FOR_FIX_S)
+            continue
+        if path.exists():
+            save_config(config, config.state_dir() / LAST_GOOD)
+        return config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from device.controller import Controller
+    from device.daemon import Daemon, RunOptions
+    from device.status import StatusBoard
+
+    path = _config_path(args)
+    config = load_for_service(path)
+    if args.source:
+        config = dataclasses.replace(
+            config, camera=dataclasses.replace(config.camera, source=args.source))
+    logger.info("Mood Melody %s, config %s%s, state in %s", __version__, path,
+                "" if path.exists() else " (not found: defaults)", config.state_dir())
+    controller = Controller(config, path, StatusBoard())
+    daemon = Daemon(controller, RunOptions(fast=args.fast, loop=args.loop))
+    return daemon.run()
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from device.camera import CameraError, open_source
+    from device.pipeline import Analyser
+
+    config = load_config(_config_path(args))
+    analyser = Analyser.from_config(config)
+    try:
+        source = open_source(args.source, config.camera.width, config.camera.height,
+                             config.camera.fps, realtime=not args.fast)
+    except CameraError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    shown = 0
+    try:
+        while args.frames is None or shown < args.frames:
+            frame = source.read()
+            if frame is None:
+                break
+            started = time.perf_counter()
+            results = analyser.analyse(frame.rgb)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            faces = [{
+                "box": [round(r.face.x), round(r.face.y), round(r.face.width),
+                        round(r.face.height)],
+                "score": round(r.face.score, 3),
+                "emotion": analyser.labels[int(r.prediction.probabilities.argmax())],
+                "scores": {label: round(float(p), 3) for label, p in
+                           zip(analyser.labels, r.prediction.probabilities, strict=True)},
+            } for r in results]
+            record = {"frame": frame.index, "time": round(frame.timestamp, 3),
+                      "ms": round(elapsed_ms, 2), "faces": faces}
+            if args.json:
+                print(json.dumps(record), flush=True)
+            else:
+                summary = ", ".join(f"{f['emotion']} {max(f['scores'].values()):.0%} at {f['box']}"
+                                    for f in faces) or "no face"
+                print(f"{frame.timestamp:9.3f}s  {summary}  ({elapsed_ms:.1f} ms)", flush=True)
+            shown += 1
+    finally:
+        source.close()
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from device.checks import run_checks
+
+    lines = run_checks(_config_path(args))
+    for name, ok, message in lines:
+        print(f"{'ok  ' if ok else 'FAIL'} {name}: {message}")
+    return 0 if all(ok for _, ok, _ in lines) else 1
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    from device.spotify_auth import login_command
+
+    config = load_config(_config_path(args))
+    return login_command(config, config.state_dir(), sys.stdin, sys.stdout)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="moodmelody", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"moodmelody {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--config", help="config file (default: " + str(default_config_path())
+                         + ")")
+        return sub
+
+    run = add("run", "run the daemon")
+    run.add_argument("--source", help="override [camera] source for this run")
+    run.add_argument("--fast", action="store_true",
+                     help="replay a video file or image folder flat out (media time as clock)")
+    run.add_argument("--loop", action="store_true", help="replay a file forever")
+    run.set_defaults(handler=cmd_run)
+
+    detect = add("detect", "detect faces and emotions in an image folder, video or camera")
+    detect.add_argument("source", help="image, folder, video file, stream URL, /dev/videoN, "
+                        "picamera2 or auto")
+    detect.add_argument("--json", action="store_true", help="one JSON object per frame")
+    detect.add_argument("--fast", action="store_true", help="do not pace files in real time")
+    detect.add_argument("--frames", type=int, help="stop after this many frames")
+    detect.set_defaults(handler=cmd_detect)
+
+    add("check", "check camera, models, runtime, config, Spotify, MQTT").set_defaults(
+        handler=cmd_check)
+    add("login", "link a Spotify account from a terminal").set_defaults(handler=cmd_login)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        return args.handler(args)
+    except ConfigError as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

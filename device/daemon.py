@@ -1,0 +1,296 @@
+"""The daemon: camera → faces → emotions → mood machine → player, MQTT and the setup page.
+
+Threads, plainly: the capture thread fills a one-slot mailbox; the analysis loop (the
+main thread) takes the newest frame at its own pace; the player worker makes the slow
+Spotify calls; paho-mqtt and waitress run their own threads; a watchdog thread pings
+systemd only while the analysis loop makes progress. Everyone watches one stop Event.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from device.camera import Capture, open_source
+from device.config import Config, ConfigError
+from device.controller import Controller
+from device.identity import device_id
+from device.mood import MoodChanged, MoodMachine, MoodSettings, PresenceChanged, combine_faces
+from device.pipeline import Analyser
+from device.player import Intent, make_player
+from device.schedule import in_time_range
+from device.sdnotify import Notifier, watchdog_interval
+from device.status import StatusBoard
+from device.worker import PlayerWorker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    fast: bool = False  # replay a file flat out, stamping frames with media time
+    loop: bool = False  # replay a file forever
+
+
+class Watchdog:
+    """Pings systemd's watchdog only while the analysis loop reports progress."""
+
+    def __init__(self, notifier: Notifier, interval: float, status: StatusBoard) -> None:
+        self._notifier = notifier
+        self._interval = interval
+        self._status = status
+        self._last_beat = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
+
+    def beat(self) -> None:
+        """Called by the analysis loop on every turn."""
+        self._last_beat = time.monotonic()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            stalled_for = time.monotonic() - self._last_beat
+            if stalled_for < 2 * self._interval:
+                self._notifier.notify(WATCHDOG=1, STATUS=status_line(self._status.snapshot()))
+            else:
+                logger.error("analysis loop stalled for %.0f s: not pinging the watchdog",
+                             stalled_for)
+
+
+def status_line(status: dict[str, Any]) -> str:
+    """The one line `systemctl status` shows."""
+    mood = status["override"] or status["mood"] or "none yet"
+    who = "someone there" if status["present"] else "nobody there"
+    return (f"mood {mood}, {who}, {status['fps']:.1f} fps, camera {status['camera_state']}, "
+            f"player {status['player_state']}")
+
+
+class Daemon:
+    def __init__(self, controller: Controller, options: RunOptions = RunOptions()) -> None:
+        self.controller = controller
+        self.status = controller.status
+        self.options = options
+        self.stop_event = threading.Event()
+        config = controller.config
+        self.state_dir = config.state_dir()
+        self.notifier = Notifier()
+        self.analyser: Analyser | None = None
+        self.machine: MoodMachine | None = None
+        self.capture = self._make_capture(config)
+        self.worker = PlayerWorker(make_player(config, self.status, self.state_dir), self.status)
+        self._last_intent: Intent | None = None
+        self._services: list[Any] = []  # things with .stop(): MQTT bridge, web server
+        controller.on_config_change(self._apply_config)
+        controller.on_action("next_track", lambda: self.worker.command(self._player_next))
+        controller.on_action("pause", lambda: self.worker.command(self._player_pause))
+        controller.on_action("override", self._reconsider)
+
+    def _player_next(self) -> None:
+        self.worker.player.next_track()
+
+    def _player_pause(self) -> None:
+        self.worker.player.pause()
+
+    def _make_capture(self, config: Config) -> Capture:
+        camera = config.camera
+
+        def opener() -> Any:
+            return open_source(camera.source, camera.width, camera.height, camera.fps,
+                               realtime=not self.options.fast)
+
+        capture = Capture(opener, self.status, lossless=self.options.fast, loop=self.options.loop)
+        capture.set_enabled(camera.enabled)
+        return capture
+
+    # Start-up and shut-down
+
+    def load_models(self) -> bool:
+        config = self.controller.config
+        try:
+            self.analyser = Analyser.from_config(config)
+        except Exception as err:
+            logger.error("models: %s (the device keeps running; fix the [models] settings)", err)
+            self.status.update(model=f"error: {err}")
+            return False
+        self.machine = MoodMachine(self.analyser.labels, MoodSettings.from_config(config.mood))
+        self.status.update(model=self.analyser.classifier.describe())
+        logger.info("models loaded: %s", self.analyser.classifier.describe())
+        return True
+
+    def start_services(self) -> None:
+        config = self.controller.config
+        if config.mqtt.enabled:
+            from device.mqtt import MqttBridge
+
+            bridge = MqttBridge(self.controller, device_id(), setup_url(config))
+            bridge.start()
+            self._services.append(bridge)
+        if config.web.enabled:
+            try:
+                from web_config.server import start_web
+
+                self._services.append(start_web(self.controller, self.state_dir))
+            except OSError as err:
+                logger.error("setup page: cannot listen on %s: %s", config.web.listen, err)
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; SIGHUP reloads the configuration."""
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, self._on_reload_signal)
+        self.load_models()
+        self.worker.start()
+        self.start_services()
+        self.capture.start()
+        self.capture.first_attempt.wait(10)
+        watchdog = None
+        interval = watchdog_interval()
+        if interval:
+            watchdog = Watchdog(self.notifier, interval, self.status)
+            watchdog.start()
+        self.notifier.notify(READY=1, STATUS=status_line(self.status.snapshot()))
+        logger.info("running: %s", status_line(self.status.snapshot()))
+        try:
+            self._analysis_loop(watchdog)
+        finally:
+            self.notifier.notify(STOPPING=1)
+            logger.info("stopping")
+            if watchdog:
+                watchdog.stop()
+            self.capture.stop()
+            for service in self._services:
+                service.stop()
+            self.worker.stop()
+            self.notifier.close()
+        return 0
+
+    def _on_stop_signal(self, signum: int, _frame: Any) -> None:
+        logger.info("received %s", signal.Signals(signum).name)
+        self.stop_event.set()
+
+    def _on_reload_signal(self, _signum: int, _frame: Any) -> None:
+        self.notifier.notify(RELOADING=1, MONOTONIC_USEC=time.clock_gettime_ns(
+            time.CLOCK_MONOTONIC) // 1000)
+        try:
+            self.controller.reload()
+            logger.info("configuration reloaded from %s", self.controller.config_path)
+        except ConfigError as err:
+            logger.error("reload refused, keeping the running configuration: %s", err)
+        self.notifier.notify(READY=1)
+
+    # The analysis loop
+
+    def _analysis_loop(self, watchdog: Watchdog | None) -> None:
+        last_stamp: float | None = None
+        frames = 0
+        window_start = time.monotonic()
+        while not self.stop_event.is_set():
+            if watchdog:
+                watchdog.beat()
+            period = 1.0 / self.controller.config.camera.fps
+            frame = self.capture.latest(timeout=min(period, 0.5))
+            if frame is None or self.analyser is None or self.machine is None:
+                continue
+            if last_stamp is not None and frame.timestamp - last_stamp < period * 0.999:
+                if not self.options.fast:  # wait for the next slot, then take the newest frame
+                    self.stop_event.wait(period - (frame.timestamp - last_stamp))
+                continue
+            last_stamp = frame.timestamp
+            self._analyse(frame.rgb, frame.timestamp)
+            frames += 1
+            elapsed = time.monotonic() - window_start
+            if elapsed >= 2.0:
+                self.status.update(fps=round(frames / elapsed, 1))
+                frames, window_start = 0, time.monotonic()
+
+    def _analyse(self, rgb: Any, now: float) -> None:
+        assert self.analyser is not None and self.machine is not None
+        follow = self.controller.config.mood.follow
+        results = self.analyser.analyse(rgb, all_faces=follow == "room")
+        combined = combine_faces(
+            [(r.face.area, r.prediction.probabilities) for r in results], follow)
+        events = self.machine.observe(now, combined)
+        scores = {k: round(v, 3) for k, v in self.machine.scores().items()}
+        top = max(scores, key=scores.__getitem__) if scores and results else None
+        self.status.update(faces=len(results), scores=scores,
+                           emotion=top, confidence=scores[top] if top else 0.0)
+        for event in events:
+            self._on_event(event)
+
+    def _on_event(self, event: MoodChanged | PresenceChanged) -> None:
+        if isinstance(event, MoodChanged):
+            logger.info("mood changed: %s -> %s (%s)", event.previous, event.mood, event.reason)
+            self.status.update(mood=event.mood, mood_reason=event.reason,
+                               mood_since=time.time())
+        else:
+            logger.info("presence changed: %s",
+                        "someone there" if event.present else "nobody there")
+            self.status.update(present=event.present)
+        self._reconsider()
+
+    # From mood to music
+
+    def desired_intent(self) -> Intent | None:
+        """What should play now; None leaves playback alone."""
+        config = self.controller.config
+        status = self.status.snapshot()
+        if not config.player.autoplay:
+            return None
+        override = status["override"]
+        if not override and not status["present"]:
+            return Intent(play=False, mood=status["mood"], reason="nobody there")
+        mood = override or status["mood"]
+        if mood is None:
+            return None
+        local = time.localtime()
+        if in_time_range(config.player.quiet_hours, local.tm_hour * 60 + local.tm_min):
+            return None
+        reason = "mood override" if override else status["mood_reason"]
+        return Intent(play=True, mood=mood, context_uri=config.playlists.for_mood(mood),
+                      reason=reason)
+
+    def _reconsider(self) -> None:
+        intent = self.desired_intent()
+        if intent is None or intent == self._last_intent:
+            return
+        if self._last_intent is None and not intent.play:
+            return  # nothing of ours plays yet: nothing to pause
+        self._last_intent = intent
+        self.worker.want(intent)
+
+    def _apply_config(self, old: Config, new: Config) -> None:
+        if dataclasses.replace(new.camera, enabled=True) != dataclasses.replace(
+                old.camera, enabled=True):
+            self.capture.stop()  # another source or size: open it afresh
+            self.capture = self._make_capture(new)
+            self.capture.start()
+        elif new.camera.enabled != old.camera.enabled:
+            self.capture.set_enabled(new.camera.enabled)
+        if new.mood != old.mood and self.machine is not None:
+            self.machine.settings = MoodSettings.from_config(new.mood)
+        if new.models != old.models:
+            self.load_models()
+        if (new.player, new.spotify) != (old.player, old.spotify):
+            if new.player.kind != old.player.kind or new.spotify != old.spotify:
+                self.worker.replace_player(make_player(new, self.status, self.state_dir))
+            self._last_intent = None
+        if new.playlists != old.playlists or new.player != old.player:
+            self._reconsider()
+
+
+def setup_url(config: Config) -> str:
+    port = config.web.listen.rpartition(":")[2]
+    return f"http://{socket.gethostname()}.local:{port}"

@@ -1,0 +1,85 @@
+"""The config schema: defaults, validation messages that name file and key, atomic saves."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from device.config import (
+    Config,
+    ConfigError,
+    apply_changes,
+    dump_config,
+    load_config,
+    save_config,
+    secret_keys,
+)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_missing_file_gives_defaults(tmp_path: Path) -> None:
+    assert load_config(tmp_path / "absent.toml") == Config()
+
+
+def test_values_are_read_and_ints_accepted_for_floats(tmp_path: Path) -> None:
+    path = write(tmp_path, '[camera]\nsource = "/dev/video2"\nfps = 10\n'
+                           '[playlists]\nhappy = "spotify:playlist:37i9dQZF1DXdPec7aLTmlC"\n')
+    config = load_config(path)
+    assert config.camera.source == "/dev/video2"
+    assert config.camera.fps == 10.0 and isinstance(config.camera.fps, float)
+    assert config.playlists.for_mood("happy") == "spotify:playlist:37i9dQZF1DXdPec7aLTmlC"
+
+
+@pytest.mark.parametrize(("text", "key", "words"), [
+    ("[camera]\nfps = 0\n", "camera.fps", "out of range"),
+    ("[camera]\nfps = \"fast\"\n", "camera.fps", "allowed: a number"),
+    ("[player]\nkind = \"sonos\"\n", "player.kind", "allowed: dry-run, spotify"),
+    ("[mqtt]\nport = true\n", "mqtt.port", "allowed: an integer"),
+    ("[camera]\nframerate = 5\n", "camera.framerate", "unknown key"),
+    ("[camra]\nfps = 5\n", "camra", "unknown section"),
+    ("[playlists]\nhappy = \"https://example.com\"\n", "playlists.happy", "spotify:playlist"),
+    ("[player]\nquiet_hours = \"22-7\"\n", "player.quiet_hours", "HH:MM-HH:MM"),
+    ("[web]\nlisten = \"8080\"\n", "web.listen", "HOST:PORT"),
+    ("[mqtt]\nbase_topic = \"home/#\"\n", "mqtt.base_topic", "wildcards"),
+    ("[camera\n", "(syntax)", ""),
+])
+def test_a_bad_value_names_the_file_and_the_key(tmp_path: Path, text: str, key: str,
+                                                 words: str) -> None:
+    """The one message a user sees must say where to look and what is allowed."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {key}:")
+    assert words in message
+
+
+def test_apply_changes_validates_the_whole_and_changes_nothing_on_error() -> None:
+    config = Config()
+    with pytest.raises(ConfigError, match=r"mqtt\.port"):
+        apply_changes(config, {"mqtt": {"host": "broker", "port": 0}})
+    assert config.mqtt.host == "localhost"
+    changed = apply_changes(config, {"mqtt": {"host": "broker", "port": 1884}})
+    assert (changed.mqtt.host, changed.mqtt.port) == ("broker", 1884)
+
+
+def test_save_round_trips_and_is_private(tmp_path: Path) -> None:
+    config = apply_changes(Config(), {"mqtt": {"password": 'p"a\\ss'}, "mood": {"dwell_s": 3}})
+    path = tmp_path / "sub" / "config.toml"
+    save_config(config, path)
+    assert load_config(path) == config
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert not list(path.parent.glob("*.tmp"))
+
+
+def test_dump_documents_every_key() -> None:
+    text = dump_config(Config())
+    assert "# analysis rate cap, frames per second\nfps = 5.0" in text
+    assert "mqtt.password" in secret_keys()
