@@ -61,12 +61,15 @@ class Watchdog:
         self._thread.join(2)
 
     def _run(self) -> None:
+        stalled = False
         while not self._stop.wait(self._interval):
             stalled_for = time.monotonic() - self._last_beat
             if stalled_for < 2 * self._interval:
+                stalled = False
                 self._notifier.notify(WATCHDOG=1, STATUS=status_line(self._status.snapshot()))
-            else:
-                logger.error("analysis loop stalled for %.0f s: not pinging the watchdog",
+            elif not stalled:
+                stalled = True
+                logger.error("analysis loop stalled for %.1f s: withholding watchdog pings",
                              stalled_for)
 
 
@@ -232,12 +235,13 @@ class Daemon:
 
     def _on_event(self, event: MoodChanged | PresenceChanged) -> None:
         if isinstance(event, MoodChanged):
-            logger.info("mood changed: %s -> %s (%s)", event.previous, event.mood, event.reason)
+            logger.info("mood changed: %s -> %s at t=%.1f s (%s)", event.previous, event.mood,
+                        event.at, event.reason)
             self.status.update(mood=event.mood, mood_reason=event.reason,
                                mood_since=time.time())
         else:
-            logger.info("presence changed: %s",
-                        "someone there" if event.present else "nobody there")
+            logger.info("presence changed: %s at t=%.1f s",
+                        "someone there" if event.present else "nobody there", event.at)
             self.status.update(present=event.present)
         self._reconsider()
 
