@@ -59,7 +59,7 @@ def load_for_service(path: Path) -> Config:
             stop.wait(WAIT_FOR_FIX_S)
             continue
         if path.exists():
-            save_config(config, config.state_dir() / LAST_GOOD)
+            save_config(config, Config().state_dir() / LAST_GOOD)
         return config
 
 

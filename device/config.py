@@ -128,7 +128,7 @@ class ModelsConfig:
         "models/emotion_int8.tflite", "emotion model; its metadata JSON sits beside it"
     )
     threads: int = setting(1, "inference threads per model", minimum=1, maximum=4)
-    min_face_score: float = setting(0.6, "face detection threshold, 0..1", minimum=0, maximum=1)
+    min_face_score: float = setting(0.5, "face detection threshold, 0..1", minimum=0, maximum=1)
     face_margin: float = setting(
         0.15, "margin added around a detected face before cropping, fraction of its size",
         minimum=0, maximum=1,

@@ -87,7 +87,7 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = _NMS_IOU
 
 
 class FaceDetector:
-    def __init__(self, model: Path, threads: int = 1, min_score: float = 0.6) -> None:
+    def __init__(self, model: Path, threads: int = 1, min_score: float = 0.5) -> None:
         self._interpreter = load_interpreter(model, threads)
         self._input = self._interpreter.get_input_details()[0]["index"]
         outputs = {o["name"]: o["index"] for o in self._interpreter.get_output_details()}

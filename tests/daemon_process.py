@@ -1,0 +1,140 @@
+"""Run the real daemon as a process on a replayed clip, and read what it says.
+
+Shared by the daemon, sd_notify and end-to-end tests: building a clip from the shared
+FER2013 faces, writing a config, starting `moodmelody run`, and parsing its log.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from device.config import Config
+from device.pipeline import Analyser
+from tests.frames import background, face_files, face_frame, read_gray, write_clip
+
+REPO = Path(__file__).resolve().parent.parent
+MOOD_LINE = re.compile(r"mood changed: (\w+) -> (\w+) at t=([\d.]+) s")
+PRESENCE_LINE = re.compile(r"presence changed: (someone there|nobody there) at t=([\d.]+) s")
+PLAYER_LINE = re.compile(r"dry-run player: (play mood=(\w+)|pause)")
+
+
+@functools.cache
+def confident_faces(fer2013: Path, emotion: str, count: int = 8) -> tuple[Path, ...]:
+    """Test faces of `emotion` that the shipped pipeline finds and labels right, pasted into
+    a frame as the clip shows them. Clip tests are about the daemon's timing and wiring;
+    the model's accuracy is measured on the whole test set elsewhere."""
+    analyser = Analyser.from_config(Config())
+    chosen = []
+    for path in face_files(fer2013, emotion, seed=1):
+        results = analyser.analyse(face_frame(read_gray(path)))
+        if results:
+            probs = results[0].prediction.probabilities
+            if analyser.labels[int(np.argmax(probs))] == emotion and probs.max() > 0.6:
+                chosen.append(path)
+        if len(chosen) == count:
+            break
+    assert len(chosen) == count, f"only {len(chosen)} confident {emotion} faces"
+    return tuple(chosen)
+
+
+def build_clip(path: Path, fer2013: Path, segments: list[tuple[str | None, float]],
+               fps: float) -> Path:
+    """A clip of `segments`: (emotion or None for nobody, seconds), a new face each frame."""
+    frames = []
+    for emotion, seconds in segments:
+        faces = confident_faces(fer2013, emotion) if emotion else ()
+        for i in range(round(seconds * fps)):
+            if emotion:
+                frames.append(face_frame(read_gray(faces[i % len(faces)]), seed=i))
+            else:
+                frames.append(background(seed=i))
+    return write_clip(path, frames, fps)
+
+
+def write_config(path: Path, state_dir: Path, source: Path, extra: str = "") -> Path:
+    path.write_text(f"""
+[camera]
+source = "{source}"
+fps = 10.0
+[mood]
+time_constant_s = 0.5
+threshold = 0.4
+dwell_s = 1.5
+min_switch_interval_s = 4.0
+absent_after_s = 2.0
+[web]
+enabled = false
+[paths]
+state_dir = "{state_dir}"
+{extra}
+""")
+    return path
+
+
+@dataclass
+class DaemonProcess:
+    process: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, config: Path, *args: str, env: dict[str, str] | None = None
+              ) -> DaemonProcess:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "device.cli", "run", "--config", str(config), *args],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, **(env or {})},
+        )
+        os.set_blocking(process.stdout.fileno(), False)
+        return cls(process)
+
+    def read(self) -> list[str]:
+        chunk = self.process.stdout.read() or ""
+        self.lines += chunk.splitlines()
+        return self.lines
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.read()):
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise TimeoutError(f"{text!r} not logged; log:\n" + "\n".join(self.read()))
+
+    def terminate(self, timeout: float = 5.0) -> tuple[int, float]:
+        """SIGTERM; the exit code and how long it took."""
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout)
+        self.read()
+        return code, time.monotonic() - started
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+        self.process.stdout.close()
+
+    def events(self) -> list[tuple[str, str, float]]:
+        """(kind, value, media time) of every mood and presence change logged."""
+        found = []
+        for line in self.lines:
+            if match := MOOD_LINE.search(line):
+                found.append(("mood", match.group(2), float(match.group(3))))
+            elif match := PRESENCE_LINE.search(line):
+                found.append(("presence", match.group(1), float(match.group(2))))
+        return found
+
+    def player_calls(self) -> list[str]:
+        return [m.group(2) or "pause" for line in self.lines if (m := PLAYER_LINE.search(line))]

@@ -1,0 +1,162 @@
+"""The daemon as a process: replayed clips, sd_notify, signals, a missing camera, bad config."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+
+from tests.daemon_process import REPO, DaemonProcess, build_clip, confident_faces, write_config
+from tests.frames import face_frame, read_gray
+
+pytestmark = pytest.mark.slow
+
+# happy 5 s, sad 6 s, nobody 4 s, angry 5 s, at 10 fps; settings in write_config:
+# dwell 1.5 s, minimum interval 4 s, absence after 2 s.
+SEGMENTS = [("happy", 5.0), ("sad", 6.0), (None, 4.0), ("angry", 5.0)]
+
+
+@pytest.fixture(scope="module")
+def clip(fer2013: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_clip(tmp_path_factory.mktemp("clip") / "moods.avi", fer2013, SEGMENTS, fps=10)
+
+
+@pytest.fixture
+def daemon_factory(tmp_path: Path):
+    started: list[DaemonProcess] = []
+
+    def start(config: Path, *args: str, env: dict[str, str] | None = None) -> DaemonProcess:
+        daemon = DaemonProcess.start(config, *args, env=env)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.kill()
+
+
+def test_replayed_clip_gives_the_exact_sequence_of_events(clip: Path, tmp_path: Path,
+                                                          daemon_factory) -> None:
+    """Faces → mood → player, with the configured debounce, end to end in one process."""
+    config = write_config(tmp_path / "config.toml", tmp_path / "state", clip)
+    daemon = daemon_factory(config, "--fast")
+    daemon.wait_for("ended")
+    code, _ = daemon.terminate()
+    assert code == 0
+    events = daemon.events()
+    kinds = [(kind, value) for kind, value, _ in events]
+    assert kinds == [
+        ("presence", "someone there"), ("mood", "happy"), ("mood", "sad"),
+        ("presence", "nobody there"), ("presence", "someone there"), ("mood", "angry"),
+    ], "\n".join(daemon.lines)
+    times = [at for _, _, at in events]
+    assert times[0] == 0.0
+    assert 1.5 <= times[1] <= 2.0  # dwell after the first confident face
+    assert 6.5 <= times[2] <= 8.0  # sad from 5.0 s: dwell and 4 s after happy
+    assert times[3] == pytest.approx(10.9 + 2.0, abs=0.05)  # last face at 10.9 s, +2 s
+    assert times[4] == pytest.approx(15.0, abs=0.05)
+    assert 16.5 <= times[5] <= 17.5
+    calls = daemon.player_calls()
+    assert calls[:3] == ["happy", "sad", "pause"] and calls[-1] == "angry"
+
+
+def test_sd_notify_ready_watchdog_status_and_clean_sigterm(clip: Path, tmp_path: Path,
+                                                            daemon_factory) -> None:
+    """What systemd's Type=notify and WatchdogSec= rely on, over a real datagram socket."""
+    notify_path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(notify_path))
+        sock.settimeout(30)
+        config = write_config(tmp_path / "config.toml", tmp_path / "state", clip)
+        daemon = daemon_factory(config, "--loop", env={
+            "NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "400000"})
+        first = sock.recv(4096).decode()
+        assert first.startswith("READY=1\nSTATUS=")
+        pings = []
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            pings.append(sock.recv(4096).decode())
+        watchdogs = [p for p in pings if p.startswith("WATCHDOG=1")]
+        assert len(watchdogs) >= 8  # every 0.2 s for 3 s
+        assert any("someone there" in p for p in watchdogs)
+        code, took = daemon.terminate()
+        messages = []
+        sock.settimeout(1)
+        try:
+            while True:
+                messages.append(sock.recv(4096).decode())
+        except TimeoutError:
+            pass
+    assert code == 0 and took < 5.0
+    assert "STOPPING=1" in messages
+
+
+def test_a_missing_camera_is_a_clear_message_not_a_crash(tmp_path: Path,
+                                                         daemon_factory) -> None:
+    config = write_config(tmp_path / "config.toml", tmp_path / "state",
+                          Path("/dev/video-absent"))
+    daemon = daemon_factory(config)
+    daemon.wait_for("camera: /dev/video-absent: no such device or file; retrying in")
+    daemon.wait_for("running: mood none yet, nobody there, 0.0 fps, camera unavailable")
+    time.sleep(1.5)
+    assert daemon.process.poll() is None
+    assert not any("Traceback" in line for line in daemon.read())
+    assert daemon.terminate()[0] == 0
+
+
+def test_a_corrupt_config_waits_for_a_fix_then_runs(tmp_path: Path, daemon_factory) -> None:
+    """A typo must not crash-loop the service: it says what is wrong and waits."""
+    config = tmp_path / "config.toml"
+    config.write_text(f'[camera]\nfps = "fast"\n[web]\nenabled = false\n'
+                      f'[paths]\nstate_dir = "{tmp_path / "state"}"\n')
+    daemon = daemon_factory(config, env={"HOME": str(tmp_path)})
+    daemon.wait_for(f"{config}: camera.fps: 'fast' is not valid (allowed: a number from 0.1")
+    daemon.wait_for("waiting for")
+    config.write_text(config.read_text().replace('"fast"', "2.0"))
+    daemon.wait_for("running: ", timeout=20)
+    assert daemon.terminate()[0] == 0
+
+
+def test_a_corrupt_config_falls_back_to_the_last_good_one(tmp_path: Path,
+                                                          daemon_factory) -> None:
+    state = tmp_path / ".local/state/moodmelody"
+    config = write_config(tmp_path / "config.toml", state, Path("/dev/video-absent"))
+    env = {"HOME": str(tmp_path)}
+    first = daemon_factory(config, env=env)
+    first.wait_for("running: ")
+    first.terminate()
+    assert (state / "last-good-config.toml").exists()
+    config.write_text(config.read_text().replace("fps = 10.0", "fps = -1"))
+    second = daemon_factory(config, env=env)
+    second.wait_for("running with the last good configuration")
+    second.wait_for("running: ")
+    assert second.terminate()[0] == 0
+
+
+def test_detect_prints_faces_and_emotions_as_json(fer2013: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    happy = confident_faces(fer2013, "happy")[0]
+    cv2.imwrite(str(folder / "0.png"), cv2.cvtColor(face_frame(read_gray(happy)),
+                                                    cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(folder / "1.png"), cv2.cvtColor(face_frame(read_gray(happy), face_px=120,
+                                                               centre=(160, 120)),
+                                                    cv2.COLOR_RGB2BGR))
+    result = subprocess.run([sys.executable, "-m", "device.cli", "detect", "--json",
+                             "--fast", str(folder)], cwd=REPO, capture_output=True, text=True,
+                            timeout=60, check=True)
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["frame"] for r in records] == [1, 2]
+    for record, (cx, cy) in zip(records, [(320, 240), (160, 120)], strict=True):
+        (face,) = record["faces"]
+        x, y, w, h = face["box"]
+        assert abs(x + w / 2 - cx) < 40 and abs(y + h / 2 - cy) < 50
+        assert face["emotion"] == "happy"
+        assert set(face["scores"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise",
+                                       "neutral"}
