@@ -544,6 +544,9 @@ def check(config: Config, state_dir: Path,
                   f"{account.product or 'unknown'} account: playback control needs Premium"))
     if not label.startswith("linked"):
         return lines
+    if not (config.spotify.device_name or config.spotify.device_id):
+        return [*lines, ("spotify speaker", False, "no speaker chosen: pick one on the setup "
+                                                   "page")]
     api = SpotifyApi(config, state_dir)
     try:
         devices = api.call(lambda sp: sp.devices())["devices"]

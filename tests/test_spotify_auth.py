@@ -284,3 +284,35 @@ def test_https_callback_finishes_the_login_and_returns_to_the_setup_page(
         assert forged.status_code == 400 and "not started here" in forged.text
     finally:
         server.shutdown()
+
+
+@pytest.mark.slow
+def test_a_real_browser_follows_the_https_login(fake_spotify: FakeSpotify,
+                                                tmp_path: Path) -> None:
+    """Headless Chromium opens the authorization address, is redirected to the device's
+    HTTPS callback (self-signed: accepted like a user clicking through) and lands on the
+    setup page, with the account linked."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    auth = _auth(fake_spotify, tmp_path)
+    port = free_port()
+    callback = f"https://127.0.0.1:{port}/callback"
+    fake_spotify.redirect_uris.add(callback)
+    setup_url = f"{fake_spotify.base_url}/setup-page"
+    server = start_callback_server(auth, f"127.0.0.1:{port}", setup_url)
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                 "--ignore-certificate-errors", "--disable-gpu"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    try:
+        driver.set_page_load_timeout(30)
+        driver.get(auth.begin_login(callback))
+        assert driver.current_url == setup_url
+        account = auth.account()
+        assert account is not None and account.display_name == "Ann"
+    finally:
+        driver.quit()
+        server.shutdown()

@@ -27,11 +27,12 @@ from device.spotify import (
     SpotifyService,
     SpotifyServiceError,
     check,
+    link_label,
     parse_spotify_link,
     quiet_hours_left,
     scheduled_volume,
 )
-from device.spotify_auth import TOKEN_FILE
+from device.spotify_auth import TOKEN_FILE, Account
 from device.status import StatusBoard
 from device.worker import PlayerWorker
 from tests.fake_spotify import Device, FakeSpotify, config_for, link, wait_until
@@ -451,3 +452,26 @@ def test_check_reports_link_deadline_premium_and_speaker(
     assert lines["spotify speaker"] == (False, lines["spotify speaker"][1])
     assert "speaker unavailable" in lines["spotify speaker"][1]
     assert lines["spotify premium"][0] is False
+
+
+@pytest.mark.parametrize("days_after_consent, label", [
+    (0, "linked as Ann"), (151, "linked as Ann"),
+    (153, "linked as Ann; log in again within 29 days"), (182, "log in again")])
+def test_the_status_warns_weeks_before_the_login_deadline(days_after_consent: int,
+                                                          label: str) -> None:
+    """spotify_state (shown on the page and sent over MQTT) warns within 30 days of the
+    six-month deadline and asks for a new login after it."""
+    account = Account("ann", "Ann", "premium", consent_at=0.0)
+    assert link_label(account, days_after_consent * 86400.0) == label
+    assert link_label(None, 0.0) == "not linked"
+    assert link_label(Account("ann", "Ann", "premium", 0.0, broken="revoked"), 0.0) == \
+        "log in again"
+
+
+def test_check_without_a_chosen_speaker_says_so(fake_spotify: FakeSpotify,
+                                               tmp_path: Path) -> None:
+    """Linked, but no speaker set: the speaker line asks to pick one."""
+    config = config_for(fake_spotify, tmp_path)
+    link(fake_spotify, config)
+    lines = {name: (ok, msg) for name, ok, msg in check(config, tmp_path)}
+    assert lines["spotify speaker"] == (False, "no speaker chosen: pick one on the setup page")
