@@ -140,7 +140,9 @@ def test_secrets_never_reach_the_browser(site: WebSite) -> None:
               "user": {"id": "ann", "display_name": "Ann", "product": "premium"}}
     (site.state_dir / "spotify_token.json").write_text(json.dumps(tokens))
     for path in (*PAGES, *APIS):
-        body = site.client.get(path).get_data(as_text=True)
+        answer = site.client.get(path)
+        assert answer.status_code == 200, path
+        body = answer.get_data(as_text=True)
         for secret in (mqtt_password, "ACCESS-TOKEN-abc", "REFRESH-TOKEN-xyz"):
             assert secret not in body, f"{secret} leaked on {path}"
     assert "Ann" in site.text("/spotify"), "the account itself is shown"

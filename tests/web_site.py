@@ -68,11 +68,11 @@ class WebSite:
         return answer.get_data(as_text=True)
 
 
-def build_site(tmp_path: Path, spotify: SpotifyFactory | None = None,
+def build_site(tmp_path: Path, spotify_factory: SpotifyFactory | None = None,
                **sections: dict[str, Any]) -> WebSite:
     controller = make_controller(tmp_path, **sections)
     state_dir = controller.config.state_dir()
-    app = create_app(controller, state_dir=state_dir, spotify=spotify,
+    app = create_app(controller, state_dir=state_dir, spotify=spotify_factory,
                      snapshot=lambda: b"\xff\xd8\xff\xe0 fake jpeg \xff\xd9")
     return WebSite(controller, state_dir, app, app.test_client())
 

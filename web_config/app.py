@@ -19,7 +19,7 @@ Snapshot = Callable[[], bytes | None]
 """Returns one JPEG of the camera's current frame with the detected face boxed, or None."""
 
 SpotifyFactory = Callable[[Config, Path], Any]
-"""Builds the Spotify link for the current settings: an object with `.auth` and `.service`."""
+"""Builds the Spotify link for the current settings (web_config.spotify_pages.SpotifyLink)."""
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Site:
     state_dir: Path
     history: MoodHistory
     snapshot: Snapshot | None
-    spotify_factory: SpotifyFactory | None
+    spotify_factory: SpotifyFactory
     limiter: auth.LoginLimiter = field(default_factory=auth.LoginLimiter)
 
     def password_is_set(self) -> bool:
@@ -57,7 +57,8 @@ def create_app(
 ) -> Flask:
     """The app; it records the mood history from `controller.status` as long as it lives.
 
-    `spotify` defaults to device.spotify's real client; `snapshot` None hides the preview.
+    `spotify` defaults to the real client (device.spotify, pointed at `[spotify] api_url`);
+    `snapshot` None hides the camera preview.
     """
     from web_config import pages, spotify_pages
 

@@ -33,11 +33,17 @@ blueprint = Blueprint("pages", __name__)
 MQTT_FIELDS = ("mqtt.enabled", "mqtt.host", "mqtt.port", "mqtt.tls", "mqtt.ca_file",
                "mqtt.username", "mqtt.password", "mqtt.base_topic", "mqtt.discovery_prefix",
                "mqtt.device_discovery")
-BEHAVIOUR_FIELDS = ("player.autoplay", "camera.enabled", "mood.dwell_s",
+BEHAVIOUR_FIELDS = ("player.autoplay", "player.kind", "camera.enabled", "mood.dwell_s",
                     "mood.min_switch_interval_s", "mood.threshold", "mood.absent_after_s",
                     "player.quiet_hours", "camera.fps", "mood.follow", "player.volume_schedule",
                     "web.preview")
 TIMELINE_SPANS = {"6h": 6 * 3600.0, "24h": 24 * 3600.0}
+
+
+def sentence(text: str) -> str:
+    """`text` as a sentence: capital first letter, full stop (a library's message as is)."""
+    text = text.strip().rstrip(".")
+    return text[:1].upper() + text[1:] + "."
 
 
 def _client() -> str:
@@ -195,8 +201,8 @@ def mqtt_test() -> Any:
             errors = {err.key: err.problem}
     if errors:
         return jsonify(ok=False, errors=errors), 400
-    problem = test_connection(candidate.mqtt)
-    return jsonify(ok=problem is None, message=problem or "Connected to the broker.")
+    ok, message = test_connection(candidate.mqtt)
+    return jsonify(ok=ok, message=sentence(message))
 
 
 @blueprint.route("/behaviour", methods=["GET", "POST"])
