@@ -403,13 +403,18 @@ def _toml_value(value: Any) -> str:
 
 def dump_config(config: Config) -> str:
     """The whole config as TOML, each key preceded by its documentation."""
-    lines = ["# Mood Melody configuration. Every key, its unit and what is allowed: see",
-             "# config.example.toml in the project. Written by the device; edits are kept.", ""]
+    lines = ["# Mood Melody configuration: every key with its unit and what is allowed.",
+             "# The setup page rewrites this file when it saves: values are kept, comments",
+             "# are regenerated. `systemctl reload moodmelody` applies hand edits.", ""]
     for name, cls in sections().items():
         lines.append(f"[{name}]")
         section = getattr(config, name)
+        hints = get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            lines.append(f"# {f.metadata['doc']}")
+            kind = hints[f.name]
+            allowed = "" if kind is str and not f.metadata["choices"] else (
+                f" ({_describe(f.metadata, kind)})")
+            lines.append(f"# {f.metadata['doc']}{allowed}")
             lines.append(f"{f.name} = {_toml_value(getattr(section, f.name))}")
         lines.append("")
     return "\n".join(lines)

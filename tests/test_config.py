@@ -81,5 +81,14 @@ def test_save_round_trips_and_is_private(tmp_path: Path) -> None:
 
 def test_dump_documents_every_key() -> None:
     text = dump_config(Config())
-    assert "# analysis rate cap, frames per second\nfps = 5.0" in text
+    assert "# analysis rate cap, frames per second (allowed: a number from 0.1 to 60)\n" \
+           "fps = 5.0" in text
     assert "mqtt.password" in secret_keys()
+
+
+def test_the_example_config_documents_exactly_the_defaults() -> None:
+    """config.example.toml is what install.sh puts in /etc; it must not drift from the schema."""
+    example = Path(__file__).resolve().parent.parent / "config.example.toml"
+    assert example.read_text() == dump_config(Config()), (
+        "regenerate: python -c 'from device.config import *; "
+        "print(dump_config(Config()), end=\"\")' > config.example.toml")
