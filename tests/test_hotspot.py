@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from device.hotspot import Action, HotspotPolicy, NetworkView, decide, main
 
+REPO = Path(__file__).resolve().parent.parent
 POLICY = HotspotPolicy()
 
 views = st.builds(
@@ -110,3 +119,93 @@ def test_command_line_prints_action_and_reason(capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit):
         main([*argv[:1], "yes", *argv[2:]])
     assert "expected 0 or 1" in capsys.readouterr().err
+
+
+FAKE_NMCLI = '''
+"""nmcli and iw as far as hotspot.sh uses them, on a JSON file instead of NetworkManager."""
+import json, os, sys
+path = os.environ["FAKE_NM"]
+state = json.load(open(path))
+args = sys.argv[1:]
+if os.path.basename(sys.argv[0]) == "iw":  # iw dev IFACE station dump
+    print("".join(f"Station 02:00:00:00:00:0{i} (on wlan0)\\n" for i in range(state["clients"])))
+    sys.exit(0)
+if args[:1] == ["-t"]:  # -t -f FIELDS connection show [--active]
+    fields = args[2].split(",")
+    shown = state["active"] if "--active" in args else list(state["profiles"])
+    for name in shown:
+        row = {"NAME": name.replace(":", "\\\\:"), "TYPE": state["profiles"][name]}
+        print(":".join(row[f] for f in fields))
+elif args[:2] == ["connection", "add"]:
+    options = dict(zip(args[2::2], args[3::2]))
+    assert options["802-11-wireless.mode"] == "ap" and options["ipv4.method"] == "shared"
+    state["profiles"][options["con-name"]] = "802-11-wireless"
+elif args[:2] == ["connection", "up"]:
+    if args[2] not in state["profiles"]:
+        sys.exit("Error: unknown connection '%s'." % args[2])
+    state["active"].append(args[2])
+elif args[:2] == ["connection", "down"]:
+    state["active"].remove(args[2])
+else:
+    sys.exit(f"fake nmcli: unexpected {args}")
+json.dump(state, open(path, "w"))
+'''
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> Callable[..., tuple[str, dict[str, Any]]]:
+    """Runs provisioning/hotspot.sh once against a fake NetworkManager in the given state."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("nmcli", "iw"):
+        (bin_dir / tool).write_text(f"#!{sys.executable}\n{FAKE_NMCLI}")
+        (bin_dir / tool).chmod(0o755)
+    runtime = tmp_path / "run"
+    runtime.mkdir()
+    state_file = tmp_path / "nm.json"
+
+    def tick(**state: Any) -> tuple[str, dict[str, Any]]:
+        if state:
+            state_file.write_text(json.dumps(state))
+        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_NM": str(state_file),
+               "RUNTIME_DIRECTORY": str(runtime), "MOODMELODY_PYTHON": sys.executable}
+        result = subprocess.run(["bash", str(REPO / "provisioning/hotspot.sh")], cwd=REPO, env=env,
+                                capture_output=True, text=True, timeout=30, check=False)
+        assert result.returncode == 0, result.stderr
+        return result.stdout, json.loads(state_file.read_text())
+
+    return tick
+
+
+def uptime() -> int:
+    return int(float(Path("/proc/uptime").read_text().split()[0]))
+
+
+def test_hotspot_script_starts_keeps_and_stops_the_access_point(
+    network: Callable[..., tuple[str, dict[str, Any]]], tmp_path: Path
+) -> None:
+    """The shell glue: nmcli's terse output read right, the profile made, time kept across ticks."""
+    state_file = tmp_path / "run/state"
+    state_file.write_text(f"{uptime() - 50} 0\n")  # offline for 50 s, nothing saved
+    out, nm = network(profiles={"Wired connection 1": "802-3-ethernet"}, active=[], clients=0)
+    assert "starting the setup hotspot MoodMelody-Setup" in out
+    assert nm["active"] == ["moodmelody-setup"]
+    assert nm["profiles"]["moodmelody-setup"] == "802-11-wireless"
+
+    out, nm = network(**{**nm, "clients": 1, "active": [*nm["active"], "Wired connection 1"]})
+    assert out == "" and "moodmelody-setup" in nm["active"]  # a phone is on the page
+
+    out, nm = network(**{**nm, "clients": 0})
+    assert "stopping the setup hotspot: online through another connection" in out
+    assert nm["active"] == ["Wired connection 1"]
+    quiet_since, hotspot_since = map(int, state_file.read_text().split())
+    assert abs(quiet_since - uptime()) <= 2 and hotspot_since == 0
+
+
+def test_hotspot_script_waits_while_saved_wifi_may_come_back(
+    network: Callable[..., tuple[str, dict[str, Any]]], tmp_path: Path
+) -> None:
+    """A profile named with a colon and a recent outage: no AP yet (nmcli escapes ':' as '\\:')."""
+    (tmp_path / "run/state").write_text(f"{uptime() - 30} 0\n")
+    out, nm = network(profiles={"Home: 5G": "802-11-wireless"}, active=[], clients=0)
+    assert out == "" and nm["active"] == []
