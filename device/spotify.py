@@ -166,7 +166,8 @@ def describe_failure(err: Exception) -> tuple[str, str | None, str]:
         return f"speaker unavailable: {text}", None, "speaker"
     if status in (400, 403):
         return f"Spotify refused the request: {text}", None, "refused"
-    return f"Spotify failed (HTTP {status}): {text}", "unreachable", "transient"
+    state = "unreachable" if status >= 500 else None
+    return f"Spotify failed (HTTP {status}): {text}", state, "transient"
 
 
 def _retry_after(err: Exception) -> float:
