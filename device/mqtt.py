@@ -18,6 +18,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from device import identity
 from device.config import Config, MqttConfig
 from device.controller import Controller
 from device.homeassistant import (
@@ -75,7 +76,6 @@ class MqttBridge:
         self._status = controller.status
         self._device_id = device_id
         self._setup_url = setup_url
-        self._throttle_s = throttle_s  # minimum seconds between two confidence/score/fps updates
         self._mqtt = controller.config.mqtt  # the settings the connection runs with
         self._layout = Layout.from_config(self._mqtt, device_id)
         self._inbox: queue.Queue[Callable[[], None] | None] = queue.Queue()
@@ -89,6 +89,7 @@ class MqttBridge:
         self._online = threading.Event()  # connected, discovery and states published
         self._session_up = False  # the broker accepted the current connection (paho's thread)
         self._published: dict[str, str] = {}  # retained topic -> payload the broker has
+        # confidence, scores and fps change with every frame: at most one update per throttle_s
         self._throttles = {s.suffix: Throttle(throttle_s) for s in STATE_TOPICS if s.throttled}
         self._held: set[StateTopic] = set()  # throttled topics with a change still to send
         self._last_mood: str | None = None
@@ -100,10 +101,6 @@ class MqttBridge:
             "pause": lambda _: controller.pause(),
         }
 
-    @property
-    def layout(self) -> Layout:
-        return self._layout
-
     def start(self) -> None:
         """Connect in the background (when enabled) and follow status and settings."""
         self._controller.on_config_change(self._on_config_change)
@@ -114,6 +111,8 @@ class MqttBridge:
     def stop(self, timeout: float = 5.0) -> None:
         """Say `offline`, disconnect and end the bridge's thread."""
         self._stopped = True
+        if not self._thread.is_alive():
+            return
         self._post(functools.partial(self._disconnect, "disconnected: stopped"))
         self._inbox.put(None)
         self._thread.join(timeout)
@@ -219,7 +218,7 @@ class MqttBridge:
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
-        self._client = client
+        self._client, self._session_up = client, False
         self._status.update(mqtt_state="connecting")
         client.connect_async(settings.host, settings.port, keepalive=KEEPALIVE_S)
         client.loop_start()
@@ -326,12 +325,14 @@ class MqttBridge:
             logger.warning("MQTT command %s failed: %s", command.key, err)
 
 
-def test_connection(mqtt_config: MqttConfig, timeout: float = 5.0,
-                    device_id: str = "test") -> tuple[bool, str]:
-    """Connect once with these settings (the setup page's button): (ok, what happened)."""
+def test_connection(mqtt_config: MqttConfig, timeout: float = 5.0) -> tuple[bool, str]:
+    """Connect once with these settings (the setup page's button): (ok, what happened).
+
+    Its client id differs from the bridge's, so a test never kicks the live connection off.
+    """
     where = f"{mqtt_config.host}:{mqtt_config.port}"
     try:
-        client = _new_client(mqtt_config, _client_id(mqtt_config, device_id) + "-test")
+        client = _new_client(mqtt_config, _client_id(mqtt_config, identity.device_id()) + "-test")
     except OSError as err:
         return False, f"TLS setup failed: {err}"
     answers: list[mqtt.ReasonCode] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import signal
 import subprocess
@@ -199,20 +200,22 @@ def test_states_are_published_on_change_only(make_rig: Callable[..., Rig],
 
 def test_confidence_is_rate_limited_and_its_last_value_arrives(
         make_rig: Callable[..., Rig], listener: Listener) -> None:
-    """50 confidence changes in 0.25 s make at most a few messages (throttle 0.5 s), and the
-    newest value is not lost behind the throttle."""
+    """50 confidence changes in about 0.25 s make one message per 0.5 s throttle interval
+    (plus the first), and the newest value is not lost behind the throttle."""
     rig = make_rig().start()
     topic = rig.layout.state("confidence")
     listener.subscribe(topic)
     listener.wait_for(topic)
     mark = listener.mark()
     rig.status.update(emotion="sad")
+    started = time.monotonic()
     for percent in range(30, 80):
         rig.status.update(confidence=percent / 100)
         time.sleep(0.005)
+    intervals = math.ceil((time.monotonic() - started) / 0.5)  # more on a loaded machine
     listener.wait_for(topic, "79", since=mark)
     time.sleep(0.6)  # one more throttle interval: nothing else may follow
-    assert 1 <= len(listener.on(topic, since=mark)) <= 3
+    assert 1 <= len(listener.on(topic, since=mark)) <= min(2 + intervals, 10)
 
 
 def test_commands_round_trip_through_the_controller(make_rig: Callable[..., Rig],
