@@ -2,6 +2,7 @@
 # Install or upgrade Mood Melody on Raspberry Pi OS Bookworm or Trixie (64-bit).
 # Safe to re-run: /etc/moodmelody (settings) and /var/lib/moodmelody (tokens) are kept.
 set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive  # apt-get never stops to ask
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SOURCE=$(dirname "$HERE")
