@@ -195,6 +195,9 @@ class SpotifyConfig:
     redirect_uri: str = setting(
         "", "registered redirect URI; empty: https://<this device>:8443/callback"
     )
+    callback_listen: str = setting(
+        "0.0.0.0:8443", "address of the HTTPS login callback the device serves", check=_listen
+    )
     api_url: str = setting("https://api.spotify.com/v1/", "Web API base URL (tests override)")
     accounts_url: str = setting(
         "https://accounts.spotify.com", "accounts service base URL (tests override)"

@@ -14,12 +14,16 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import cv2
 
 from device.camera import Capture, open_source
 from device.config import Config, ConfigError
 from device.controller import Controller
+from device.detector import Face
 from device.identity import device_id
 from device.mood import MoodChanged, MoodMachine, MoodSettings, PresenceChanged, combine_faces
 from device.pipeline import Analyser
@@ -95,7 +99,8 @@ class Daemon:
         self.capture = self._make_capture(config)
         self.worker = PlayerWorker(make_player(config, self.status, self.state_dir), self.status)
         self._last_intent: Intent | None = None
-        self._services: list[Any] = []  # things with .stop(): MQTT bridge, web server
+        self._stoppers: list[Callable[[], Any]] = []  # MQTT bridge, web servers
+        self._last_view: tuple[Any, list[Face]] | None = None  # for the preview, in memory
         controller.on_config_change(self._apply_config)
         controller.on_action("next_track", lambda: self.worker.command(self._player_next))
         controller.on_action("pause", lambda: self.worker.command(self._player_pause))
@@ -134,20 +139,49 @@ class Daemon:
         return True
 
     def start_services(self) -> None:
+        """MQTT (it idles while disabled, so the page can turn it on), the setup page and
+        the HTTPS Spotify login callback."""
+        from device.mqtt import MqttBridge
+
         config = self.controller.config
-        if config.mqtt.enabled:
-            from device.mqtt import MqttBridge
+        bridge = MqttBridge(self.controller, device_id(), setup_url(config))
+        bridge.start()
+        self._stoppers.append(bridge.stop)
+        if not config.web.enabled:
+            return
+        from device.callback_server import start_callback_server
+        from device.spotify_auth import SpotifyAuth
+        from web_config.server import start_web
 
-            bridge = MqttBridge(self.controller, device_id(), setup_url(config))
-            bridge.start()
-            self._services.append(bridge)
-        if config.web.enabled:
-            try:
-                from web_config.server import start_web
+        try:
+            web = start_web(self.controller, self.state_dir, snapshot=self.snapshot)
+            self._stoppers.append(web.stop)
+        except OSError as err:
+            logger.error("setup page: cannot listen on %s: %s", config.web.listen, err)
+        try:
+            callback = start_callback_server(SpotifyAuth(config, self.state_dir),
+                                             config.spotify.callback_listen, setup_url(config))
+            self._stoppers.append(callback.shutdown)
+        except OSError as err:
+            logger.error("Spotify login callback: cannot listen on %s: %s",
+                         config.spotify.callback_listen, err)
 
-                self._services.append(start_web(self.controller, self.state_dir))
-            except OSError as err:
-                logger.error("setup page: cannot listen on %s: %s", config.web.listen, err)
+    def snapshot(self) -> bytes | None:
+        """The last analysed frame as JPEG with the faces boxed, for the page's preview.
+
+        Built on request, in memory, only when the user allowed the preview; never stored.
+        """
+        last = self._last_view
+        if last is None or not self.controller.config.web.preview:
+            return None
+        rgb, faces = last
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        for face in faces:
+            top_left = (round(face.x), round(face.y))
+            bottom_right = (round(face.x + face.width), round(face.y + face.height))
+            cv2.rectangle(bgr, top_left, bottom_right, (80, 200, 80), 2)
+        ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        return jpeg.tobytes() if ok else None
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; SIGHUP reloads the configuration."""
@@ -174,8 +208,8 @@ class Daemon:
             if watchdog:
                 watchdog.stop()
             self.capture.stop()
-            for service in self._services:
-                service.stop()
+            for stop in self._stoppers:
+                stop()
             self.worker.stop()
             self.notifier.close()
         return 0
@@ -223,6 +257,8 @@ class Daemon:
         assert self.analyser is not None and self.machine is not None
         follow = self.controller.config.mood.follow
         results = self.analyser.analyse(rgb, all_faces=follow == "room")
+        preview = self.controller.config.web.preview
+        self._last_view = (rgb, [r.face for r in results]) if preview else None
         combined = combine_faces(
             [(r.face.area, r.prediction.probabilities) for r in results], follow)
         events = self.machine.observe(now, combined)
