@@ -28,7 +28,6 @@ from device.identity import device_id
 from device.mood import MoodChanged, MoodMachine, MoodSettings, PresenceChanged, combine_faces
 from device.pipeline import Analyser
 from device.player import Intent, make_player
-from device.schedule import in_time_range
 from device.sdnotify import Notifier, watchdog_interval
 from device.status import StatusBoard
 from device.worker import PlayerWorker
@@ -160,7 +159,8 @@ class Daemon:
             logger.error("setup page: cannot listen on %s: %s", config.web.listen, err)
         try:
             callback = start_callback_server(SpotifyAuth(config, self.state_dir),
-                                             config.spotify.callback_listen, setup_url(config))
+                                             config.spotify.callback_listen,
+                                             setup_url(config) + "/spotify")
             self._stoppers.append(callback.shutdown)
         except OSError as err:
             logger.error("Spotify login callback: cannot listen on %s: %s",
@@ -294,9 +294,6 @@ class Daemon:
             return Intent(play=False, mood=status["mood"], reason="nobody there")
         mood = override or status["mood"]
         if mood is None:
-            return None
-        local = time.localtime()
-        if in_time_range(config.player.quiet_hours, local.tm_hour * 60 + local.tm_min):
             return None
         reason = "mood override" if override else status["mood_reason"]
         return Intent(play=True, mood=mood, context_uri=config.playlists.for_mood(mood),

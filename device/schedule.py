@@ -1,6 +1,8 @@
-"""Times of day in settings: quiet hours and the volume schedule, as pure functions."""
+"""Times of day in settings, quiet hours and the volume schedule, as pure functions."""
 
 from __future__ import annotations
+
+from datetime import time as dtime
 
 
 def _minutes(clock: str) -> int:
@@ -8,32 +10,30 @@ def _minutes(clock: str) -> int:
     return int(hours) * 60 + int(minutes)
 
 
-def in_time_range(spec: str, minute_of_day: int) -> bool:
-    """Whether `minute_of_day` (0..1439) falls in `HH:MM-HH:MM`; ranges may cross midnight.
+def quiet_hours_left(spec: str, now: dtime) -> float:
+    """Seconds until the quiet hours `spec` (HH:MM-HH:MM, may span midnight) end; 0 outside.
 
-    An empty spec is no range at all; the start is inclusive, the end exclusive.
+    The start is inclusive, the end exclusive; an empty spec is no quiet hours at all.
     """
     if not spec:
-        return False
-    start_text, _, end_text = spec.partition("-")
-    start, end = _minutes(start_text), _minutes(end_text)
-    if start <= end:
-        return start <= minute_of_day < end
-    return minute_of_day >= start or minute_of_day < end
+        return 0.0
+    start, _, end = spec.partition("-")
+    begin, finish = _minutes(start), _minutes(end)
+    minute = now.hour * 60 + now.minute + now.second / 60
+    inside = begin <= minute < finish if begin <= finish else minute >= begin or minute < finish
+    if not inside:
+        return 0.0
+    return ((finish - minute) % 1440) * 60
 
 
-def scheduled_volume(spec: str, minute_of_day: int) -> int | None:
-    """The volume (percent) in force at `minute_of_day` from `HH:MM=percent, ...`.
-
-    The latest entry at or before the time wins; before the first entry of the day the
-    last one of the previous day still holds. None when there is no schedule.
-    """
-    if not spec:
+def scheduled_volume(schedule: str, now: dtime) -> int | None:
+    """The volume for `now` from `HH:MM=percent, ...`: the latest entry at or before it,
+    else the last of the day (it carries over midnight); None without a schedule."""
+    if not schedule:
         return None
-    entries = sorted((_minutes(clock), int(percent)) for clock, _, percent in
-                     (item.strip().partition("=") for item in spec.split(",")))
-    current = entries[-1][1]
-    for start, percent in entries:
-        if start <= minute_of_day:
-            current = percent
-    return current
+    entries = sorted((_minutes(clock), int(percent))
+                     for clock, _, percent in (item.partition("=") for item in
+                                               schedule.split(",")))
+    minute = now.hour * 60 + now.minute
+    earlier = [percent for at, percent in entries if at <= minute]
+    return earlier[-1] if earlier else entries[-1][1]

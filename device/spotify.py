@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from datetime import time as dtime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +27,7 @@ from spotipy.exceptions import SpotifyException
 from device.atomic import write_atomic
 from device.config import Config
 from device.player import Intent, PlayerError
+from device.schedule import quiet_hours_left, scheduled_volume
 from device.spotify_auth import Account, AuthUnavailable, LinkError, SpotifyAuth
 from device.status import StatusBoard
 
@@ -73,37 +73,6 @@ def parse_spotify_link(text: str) -> str:
                          "https://open.spotify.com/playlist/... or a spotify:playlist:... URI")
     kind = match.group("kind") or match.group("kind2")
     return f"spotify:{kind}:{match.group('id') or match.group('id2')}"
-
-
-def _minutes(clock: str) -> int:
-    hours, minutes = clock.strip().split(":")
-    return int(hours) * 60 + int(minutes)
-
-
-def quiet_hours_left(spec: str, now: dtime) -> float:
-    """Seconds until the quiet hours `spec` (HH:MM-HH:MM, may span midnight) end; 0 outside."""
-    if not spec:
-        return 0.0
-    start, _, end = spec.partition("-")
-    begin, finish = _minutes(start), _minutes(end)
-    minute = now.hour * 60 + now.minute + now.second / 60
-    inside = begin <= minute < finish if begin <= finish else minute >= begin or minute < finish
-    if not inside:
-        return 0.0
-    return ((finish - minute) % 1440) * 60
-
-
-def scheduled_volume(schedule: str, now: dtime) -> int | None:
-    """The volume for `now` from `HH:MM=percent, ...`: the latest entry at or before it,
-    else the last of the day (it carries over midnight); None without a schedule."""
-    if not schedule:
-        return None
-    entries = sorted((_minutes(clock), int(percent))
-                     for clock, _, percent in (item.partition("=") for item in
-                                               schedule.split(",")))
-    minute = now.hour * 60 + now.minute
-    earlier = [percent for at, percent in entries if at <= minute]
-    return earlier[-1] if earlier else entries[-1][1]
 
 
 @dataclass(frozen=True)

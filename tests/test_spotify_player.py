@@ -20,6 +20,7 @@ import pytest
 
 from device.config import Config
 from device.player import Intent, PlayerError
+from device.schedule import quiet_hours_left, scheduled_volume
 from device.spotify import (
     STATE_FILE,
     Backoff,
@@ -29,8 +30,6 @@ from device.spotify import (
     check,
     link_label,
     parse_spotify_link,
-    quiet_hours_left,
-    scheduled_volume,
 )
 from device.spotify_auth import TOKEN_FILE, Account
 from device.status import StatusBoard
