@@ -40,7 +40,7 @@ test: setup-test
 check: test
 
 bench: setup-test
-	$(PY) -m tests.bench
+	$(PY) -m bench.run
 
 train: setup-test
 	$(PY) -m training.train --data $(DATA) $(ARGS)

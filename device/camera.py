@@ -46,6 +46,19 @@ class FrameSource(Protocol):
     def close(self) -> None: ...
 
 
+def _pace(media_time: float, started: float, realtime: bool) -> float:
+    """A file frame's timestamp. In real time: wait for its moment and stamp it on the
+    monotonic clock like a camera frame (so a looped file keeps time moving forward).
+    Flat out: its media time, so a replay is reproducible."""
+    if not realtime:
+        return media_time
+    due = started + media_time
+    delay = due - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+    return due
+
+
 class Picamera2Source:
     """The Raspberry Pi camera module through picamera2 (from apt on Raspberry Pi OS)."""
 
@@ -76,8 +89,7 @@ class Picamera2Source:
 class OpenCVSource:
     """A V4L2 device, a video file or a stream URL through OpenCV.
 
-    A file is replayed at its own frame rate unless `realtime` is false; its frames are
-    stamped with their media time, so replays are reproducible.
+    A file is replayed at its own frame rate unless `realtime` is false (see `_pace`).
     """
 
     def __init__(self, spec: str | int, width: int, height: int, realtime: bool = True) -> None:
@@ -102,15 +114,8 @@ class OpenCVSource:
                 return None
             raise CameraError(f"{self.description}: no frame (camera unplugged?)")
         self._index += 1
-        if self.is_file:
-            media_time = (self._index - 1) / self._fps
-            if self._realtime:
-                delay = self._started + media_time - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            stamp = media_time
-        else:
-            stamp = time.monotonic()
+        stamp = _pace((self._index - 1) / self._fps, self._started, self._realtime) \
+            if self.is_file else time.monotonic()
         return Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), stamp, self._index)
 
     def close(self) -> None:
@@ -140,11 +145,7 @@ class ImageSource:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
             raise CameraError(f"cannot read image {path}")
-        stamp = self._index * self._period
-        if self._realtime:
-            delay = self._started + stamp - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+        stamp = _pace(self._index * self._period, self._started, self._realtime)
         self._index += 1
         return Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), stamp, self._index)
 
