@@ -239,8 +239,9 @@ def test_commands_round_trip_through_the_controller(make_rig: Callable[..., Rig]
     listener.publish(layout.command("override"), "sad")
     listener.wait_for(layout.state("override"), "sad")
     assert pressed["override"].wait(TIMEOUT) and rig.status.get("override") == "sad"
+    mark = listener.mark()
     listener.publish(layout.command("override"), "none")
-    listener.wait_for(layout.state("override"), "none")
+    listener.wait_for(layout.state("override"), "none", since=mark)
     assert rig.status.get("override") is None
 
     listener.publish(layout.command("next_track"), "PRESS")
@@ -276,9 +277,12 @@ def test_a_retained_command_is_not_replayed_on_connect(mosquitto: Broker,
     rig = make_rig()
     listener.publish(rig.layout.command("camera"), "OFF", retain=True)
     rig.start()
-    listener.subscribe(rig.layout.state("camera"))
-    listener.wait_for(rig.layout.state("camera"), "ON")
+    layout = rig.layout
+    listener.subscribe(layout.state("camera"), layout.state("override"))
+    listener.publish(layout.command("override"), "happy")  # handled after the retained one
+    listener.wait_for(layout.state("override"), "happy")
     assert rig.controller.config.camera.enabled is True
+    assert [m.payload for m in listener.on(layout.state("camera"))] == [b"ON"]
 
 
 def test_fuzzed_commands_never_crash_the_bridge(make_rig: Callable[..., Rig],
