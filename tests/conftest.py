@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 FER2013 = REPO.parent / "shared/datasets/fer2013"
 
 # Fixture modules of each area; add yours here.
-pytest_plugins: list[str] = ["tests.web_site", "tests.fake_spotify"]
+pytest_plugins: list[str] = ["tests.fake_spotify", "tests.web_site", "tests.web_browser"]
 
 
 def free_port() -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -95,4 +96,6 @@ def test_svg_draws_each_mood_in_its_colour_with_hour_labels() -> None:
     assert svg.startswith("<svg") and svg.endswith("</svg>")
     assert svg.count(COLOURS["happy"]) == 1 and svg.count(COLOURS["sad"]) == 1
     assert "<title>happy 20:13–21:13</title>" in svg
-    assert svg.count("<text") == 6
+    labels = re.findall(r'<text x="([\d.]+)"[^>]*>(\d\d:\d\d)</text>', svg)
+    assert [clock for _, clock in labels] == ["17:00", "18:00", "19:00", "20:00", "21:00"], \
+        "22:00 sits 4 minutes before now, at the edge, where it would be cut"

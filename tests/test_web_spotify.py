@@ -127,13 +127,22 @@ def test_speakers_are_listed_chosen_and_tested(
     fake_spotify.add_device("Living Room", "living0002")
     page = linked.text("/speaker")
     assert "Kitchen" in page and "Living Room" in page
-    linked.post("/speaker", {"device": "Living Room\nliving0002"})
+    linked.post("/speaker", {"device": "living0002"})
     spotify = linked.controller.config.spotify
     assert (spotify.device_name, spotify.device_id) == ("Living Room", "living0002")
     answer = linked.post("/speaker/test", follow_redirects=True)
     assert "Played the current queue on Living Room for 5 s." in answer.get_data(as_text=True)
     assert slept == [5.0]
     assert fake_spotify.calls("PUT", "/v1/me/player/pause"), "the test ends paused"
+
+
+def test_a_speaker_that_left_the_list_is_not_saved(
+        linked: WebSite, fake_spotify: FakeSpotify) -> None:
+    fake_spotify.add_device("Kitchen", "kitchen0001")
+    answer = linked.post("/speaker", {"device": "gone0003"})
+    assert answer.status_code == 400
+    assert "That speaker is no longer listed" in answer.get_data(as_text=True)
+    assert linked.controller.config.spotify.device_name == ""
 
 
 def test_speaker_page_reports_a_spotify_failure(

@@ -88,8 +88,9 @@ def timeline_svg(parts: list[Segment], now: float, span_s: float,
     while tick < now:
         shapes.append(f'<line x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{bar_top}" '
                       f'y2="{bar_top + bar_height + 4}" class="tl-tick"/>')
-        shapes.append(f'<text x="{x(tick):.1f}" y="{bar_top + bar_height + 18}" '
-                      f'text-anchor="middle">{_clock(tick, local_time)}</text>')
+        if 16 < x(tick) < width - 16:  # a label cut by the edge is worse than none
+            shapes.append(f'<text x="{x(tick):.1f}" y="{bar_top + bar_height + 18}" '
+                          f'text-anchor="middle">{_clock(tick, local_time)}</text>')
         tick += step
     return (f'<svg viewBox="0 0 {width:.0f} {bar_top + bar_height + 22:.0f}" role="img" '
             f'class="timeline" aria-label="moods of the last {span_s / 3600:g} hours">'

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from pathlib import Path
 
@@ -18,14 +19,20 @@ logger = logging.getLogger(__name__)
 THREADS = 4
 
 
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 class WebServer:
     """A running waitress server; `stop()` closes its sockets and waits for its threads."""
 
     def __init__(self, app: Flask, host: str, port: int) -> None:
-        self._server = create_server(app, host=host, port=port, threads=THREADS,
+        # Bound here first: when waitress binds itself and fails, it leaks its threads.
+        listener = socket.create_server((host, port), family=_family(host), backlog=64)
+        self._server = create_server(app, sockets=[listener], threads=THREADS,
                                      ident="moodmelody", clear_untrusted_proxy_headers=True)
         self.host = host
-        self.port = int(self._server.effective_port)  # the real one when `port` was 0
+        self.port = int(listener.getsockname()[1])  # the real one when `port` was 0
         self._thread = threading.Thread(target=self._run, name="web", daemon=True)
 
     @property

@@ -125,14 +125,6 @@ def logout() -> Any:
 @blueprint.route("/speaker", methods=["GET", "POST"])
 def speaker() -> Any:
     """The Spotify Connect devices the account sees; the chosen one is saved by name and id."""
-    if request.method == "POST":
-        name, _, device_id = request.form.get("device", "").partition("\n")
-        errors = forms.save(site().controller, {"spotify.device_name": name.strip(),
-                                                "spotify.device_id": device_id.strip()},
-                            ["spotify.device_name", "spotify.device_id"])
-        flash(f"Not saved: {'; '.join(errors.values())}" if errors
-              else f"Speaker: {name}. Next: a playlist per emotion.")
-        return redirect(url_for("spotify.speaker"))
     devices: list[dict[str, Any]] = []
     problem = ""
     with _link() as link:
@@ -140,8 +132,21 @@ def speaker() -> Any:
             devices = link.service.devices()
         except SpotifyServiceError as err:
             problem = str(err)
+    if request.method == "POST" and not problem:
+        chosen = next((d for d in devices if d["id"] == request.form.get("device")), None)
+        if chosen is None:
+            problem = "That speaker is no longer listed: refresh and choose again."
+        else:
+            problem = "; ".join(forms.save(
+                site().controller, {"spotify.device_name": chosen["name"],
+                                    "spotify.device_id": chosen["id"]},
+                ["spotify.device_name", "spotify.device_id"]).values())
+        if not problem:
+            flash(f"Speaker: {chosen['name']}. Next: a playlist per emotion.")
+            return redirect(url_for("spotify.speaker"))
     return render_template("speaker.html", devices=devices, problem=problem,
-                           chosen=site().controller.config.spotify)
+                           chosen=site().controller.config.spotify), (
+        400 if problem and request.method == "POST" else 200)
 
 
 @blueprint.route("/speaker/test", methods=["POST"])

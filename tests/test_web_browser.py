@@ -1,0 +1,80 @@
+"""The whole setup in a real headless Chromium, against the fake Spotify and a real broker."""
+
+from __future__ import annotations
+
+import logging
+import re
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from device.controller import Controller
+from tests.conftest import Broker, free_port
+from tests.fake_spotify import FakeSpotify
+from tests.web_browser import SCREENSHOTS, complete_setup
+from tests.web_site import make_controller
+from web_config.server import WebServer, start_web
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def served(tmp_path: Path, fake_spotify: FakeSpotify, caplog: pytest.LogCaptureFixture
+           ) -> Iterator[tuple[Controller, WebServer, str]]:
+    """The page as the daemon serves it (start_web), and the setup code from its log."""
+    controller = make_controller(
+        tmp_path, spotify={"api_url": fake_spotify.api_url,
+                           "accounts_url": fake_spotify.base_url},
+        web={"listen": f"127.0.0.1:{free_port()}"})
+    with caplog.at_level(logging.WARNING, logger="web_config.server"):
+        server = start_web(controller, controller.config.state_dir())
+    code = re.search(r"setup code: (\w{4}-\w{4})", caplog.text)
+    assert code, "the setup code is in the journal"
+    yield controller, server, code.group(1)
+    server.stop()
+
+
+def test_whole_setup_in_a_phone_sized_browser(
+        served: tuple[Controller, WebServer, str], browser: WebDriver,
+        fake_spotify: FakeSpotify, mosquitto: Broker) -> None:
+    """If any step of the first setup broke in a real browser, a new owner would be stuck."""
+    controller, server, code = served
+    fake_spotify.add_device("Kitchen", "kitchen0001")
+    fake_spotify.add_playlist("Sunny Morning")
+    fake_spotify.add_playlist("Rainy Evening")
+    controller.status.update(emotion="happy", confidence=0.74, present=True, faces=1,
+                             scores={"happy": 0.74, "neutral": 0.15, "sad": 0.05},
+                             camera_state="running", fps=4.9)
+    choices = complete_setup(browser, server.url, code, fake_spotify, mosquitto)
+
+    saved = tomllib.loads(controller.config_path.read_text())
+    assert saved["player"]["kind"] == "spotify"
+    assert saved["spotify"]["device_name"] == choices.speaker == "Kitchen"
+    assert saved["playlists"]["happy"] == choices.happy_playlist
+    assert (saved["mqtt"]["enabled"], saved["mqtt"]["host"], saved["mqtt"]["port"]) == (
+        True, "127.0.0.1", mosquitto.port)
+    assert controller.config.playlists.happy == choices.happy_playlist, "live, no restart"
+    assert fake_spotify.calls("PUT", "/v1/me/player/pause"), "the speaker test ran"
+    shots = sorted(p.name for p in SCREENSHOTS.glob("0*.png"))
+    assert len(shots) == 9, shots
+
+
+def test_status_page_updates_itself(
+        served: tuple[Controller, WebServer, str], browser: WebDriver) -> None:
+    """The status page polls /api/status: a new mood shows without reloading."""
+    from tests.web_browser import SetupWalk
+
+    controller, server, code = served
+    walk = SetupWalk(browser, server.url)
+    walk.first_run(code)
+    walk.open("/")
+    mood = walk.find("[data-status=mood]")
+    assert mood.text == "none yet"
+    controller.status.update(mood="surprise", mood_reason="held 8 s")
+    walk.wait().until(lambda _: mood.text == "surprise")
+    toggle = walk.find("[data-control=autoplay]")
+    toggle.click()
+    walk.wait().until(lambda _: controller.config.player.autoplay is False)
