@@ -14,7 +14,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from device.controller import Controller
 from tests.conftest import Broker, free_port
 from tests.fake_spotify import FakeSpotify
-from tests.web_browser import SCREENSHOTS, complete_setup
+from tests.web_browser import SCREENSHOTS, SetupWalk, complete_setup
 from tests.web_site import make_controller
 from web_config.server import WebServer, start_web
 
@@ -65,8 +65,6 @@ def test_whole_setup_in_a_phone_sized_browser(
 def test_status_page_updates_itself(
         served: tuple[Controller, WebServer, str], browser: WebDriver) -> None:
     """The status page polls /api/status: a new mood shows without reloading."""
-    from tests.web_browser import SetupWalk
-
     controller, server, code = served
     walk = SetupWalk(browser, server.url)
     walk.first_run(code)

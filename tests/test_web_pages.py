@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 
 import pytest
 
 from device.config import ConfigError
 from tests.conftest import Broker, free_port
-from tests.web_site import WebSite
+from tests.web_site import FAKE_JPEG, WebSite, build_site
 
 MQTT_FORM = {"mqtt.enabled": "on", "mqtt.host": "broker.lan", "mqtt.port": "1883",
              "mqtt.ca_file": "", "mqtt.username": "ha", "mqtt.password": "",
@@ -172,6 +173,15 @@ def test_camera_snapshot_only_when_allowed(site: WebSite) -> None:
     assert "Take a snapshot" in site.text("/behaviour")
     answer = site.client.get("/snapshot.jpg")
     assert answer.status_code == 200 and answer.mimetype == "image/jpeg"
+    assert answer.data == FAKE_JPEG
     assert answer.headers["Cache-Control"] == "no-store", "the browser must not keep it either"
     site.post("/logout")
     assert site.client.get("/snapshot.jpg").status_code == 302
+
+
+def test_no_camera_frame_yet_is_said_plainly(tmp_path: Path) -> None:
+    site = build_site(tmp_path, snapshot=lambda: None, web={"preview": True})
+    site.set_password()
+    answer = site.client.get("/snapshot.jpg")
+    assert answer.status_code == 503
+    assert "No camera frame yet." in answer.get_data(as_text=True)

@@ -17,7 +17,7 @@ from device.config import Config, apply_changes, save_config
 from device.controller import Controller
 from device.status import StatusBoard
 from web_config import auth
-from web_config.app import SpotifyFactory, create_app
+from web_config.app import Snapshot, SpotifyFactory, create_app
 
 PASSWORD = "correct horse battery"
 _CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
@@ -68,12 +68,16 @@ class WebSite:
         return answer.get_data(as_text=True)
 
 
+FAKE_JPEG = b"\xff\xd8\xff\xe0 fake jpeg \xff\xd9"
+
+
 def build_site(tmp_path: Path, spotify_factory: SpotifyFactory | None = None,
+               snapshot: Snapshot | None = lambda: FAKE_JPEG,
                **sections: dict[str, Any]) -> WebSite:
     controller = make_controller(tmp_path, **sections)
     state_dir = controller.config.state_dir()
     app = create_app(controller, state_dir=state_dir, spotify=spotify_factory,
-                     snapshot=lambda: b"\xff\xd8\xff\xe0 fake jpeg \xff\xd9")
+                     snapshot=snapshot)
     return WebSite(controller, state_dir, app, app.test_client())
 
 

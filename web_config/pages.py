@@ -15,6 +15,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from markupsafe import Markup
@@ -110,7 +111,7 @@ def login() -> Any:
 
 @blueprint.route("/logout", methods=["POST"])
 def logout() -> Any:
-    security.session.clear()
+    session.clear()
     return redirect(url_for("pages.login"))
 
 
