@@ -87,8 +87,8 @@ def test_security_exposure_stays_low(unit: str) -> None:
     assert found, result.stdout + result.stderr
     score = float(found.group(1))
     assert score <= MAX_EXPOSURE[unit]
-    readme = (REPO / "provisioning/README.md").read_text()
-    assert f"`{unit}` | {score:.1f}" in readme, "record the new score in provisioning/README.md"
+    readme = (REPO / "README.md").read_text()
+    assert f"`{unit}` | {score:.1f}" in readme, "record the new score in README.md"
 
 
 def test_service_keeps_the_daemons_contract() -> None:
