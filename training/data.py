@@ -80,9 +80,7 @@ def _folder_files(split_dir: Path) -> list[tuple[Path, int]]:
         if not class_dir.is_dir():
             raise FileNotFoundError(f"missing class folder {class_dir}")
         files += [
-            (p, label)
-            for p in sorted(class_dir.iterdir())
-            if p.suffix.lower() in IMAGE_SUFFIXES
+            (p, label) for p in sorted(class_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
         ]
     return files
 

@@ -1,0 +1,165 @@
+"""The training pipeline (loaders, cache, train→export round trip) and the shipped int8 model."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from training import EMOTIONS
+from training.data import load_csv, load_folder, load_split
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets" / "fer2013"
+MODEL = ROOT / "models" / "emotion_int8.tflite"
+PER_CLASS = {"train": 40, "test": 6}
+
+
+def _images(split: str, emotion: str, count: int, seed: int) -> list[np.ndarray]:
+    """Real FER2013 faces when the shared copy is there, else seeded noise."""
+    folder = SHARED / split / emotion
+    if folder.is_dir():
+        files = sorted(folder.iterdir())[:count]
+        return [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files]
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (48, 48), np.uint8) for _ in range(count)]
+
+
+@pytest.fixture
+def dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A small Kaggle-layout dataset and a fer2013.csv holding the same decoded pixels."""
+    monkeypatch.setenv("MOODMELODY_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "fer"
+    rows = []
+    for split, usage in (("train", "Training"), ("test", "PublicTest")):
+        for label, emotion in enumerate(EMOTIONS):
+            folder = root / split / emotion
+            folder.mkdir(parents=True)
+            for i, image in enumerate(_images(split, emotion, PER_CLASS[split], label)):
+                path = folder / f"{usage}_{i:05d}.jpg"
+                cv2.imwrite(str(path), image)
+                decoded = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+                rows.append((label, " ".join(map(str, decoded.ravel())), usage))
+    with (root / "fer2013.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["emotion", "pixels", "Usage"])
+        writer.writerows(rows)
+    return root
+
+
+def test_folder_and_csv_loaders_agree(dataset: Path) -> None:
+    from_csv = load_csv(dataset / "fer2013.csv")
+    for split in ("train", "test"):
+        folder = load_split(dataset, split)
+        assert folder.images.shape == (PER_CLASS[split] * len(EMOTIONS), 48, 48)
+        assert folder.images.dtype == np.uint8
+        np.testing.assert_array_equal(folder.images, from_csv[split].images)
+        np.testing.assert_array_equal(folder.labels, from_csv[split].labels)
+    assert len(from_csv["private"]) == 0
+    np.testing.assert_array_equal(
+        load_split(dataset / "test", "ignored").images, from_csv["test"].images
+    )
+
+
+def test_cache_is_reused_and_invalidated_when_the_data_changes(dataset: Path) -> None:
+    cache = Path(os.environ["MOODMELODY_CACHE"])
+    first = load_folder(dataset / "test")
+    assert len(list(cache.glob("*.npz"))) == 1
+    assert np.array_equal(load_folder(dataset / "test").images, first.images)
+    assert len(list(cache.glob("*.npz"))) == 1
+
+    changed = dataset / "test" / "happy" / "PublicTest_00000.jpg"
+    cv2.imwrite(str(changed), np.full((48, 48), 7, np.uint8))
+    os.utime(changed, ns=(1, 1))
+    second = load_folder(dataset / "test")
+    assert len(list(cache.glob("*.npz"))) == 2
+    index = second.names.index("happy/PublicTest_00000.jpg")
+    assert np.all(np.abs(second.images[index].astype(int) - 7) <= 2)
+
+    (dataset / "test" / "sad" / "PublicTest_00001.jpg").unlink()
+    assert len(load_folder(dataset / "test")) == len(first) - 1
+
+
+@pytest.mark.training
+def test_short_training_exports_a_model_the_device_runtime_loads(
+    dataset: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("tensorflow")
+    from training import evaluate, train
+
+    stem = tmp_path / "models" / "emotion_int8"
+    common = ["--data", str(dataset), "--run", str(tmp_path / "run"), "--out", str(stem)]
+    recipe = ["--epochs", "1", "--batch-size", "32", "--widths", "8", "8", "16", "16"]
+    assert train.main([*common, *recipe, "--representative", "35"]) == 0
+
+    meta = json.loads(stem.with_suffix(".json").read_text())
+    assert meta["labels"] == list(EMOTIONS)
+    assert meta["input_size"] == [48, 48]
+    assert meta["output"] == "probabilities"
+    assert meta["training"]["images"] == PER_CLASS["train"] * len(EMOTIONS)
+    model = evaluate.Int8Model(stem.with_suffix(".tflite"))
+    assert model.input["dtype"] == np.int8
+    assert list(model.input["shape"]) == [1, 48, 48, 1]
+    scores, features = model(np.full((48, 48), 128, np.uint8))
+    assert scores.shape == (7,) and features.shape == (meta["feature_size"],)
+    assert scores.sum() == pytest.approx(1.0, abs=0.05)
+
+    # The normalisation in the JSON is the one the network was trained with.
+    pixels = np.array([0, 255])
+    norm = meta["normalization"]
+    np.testing.assert_allclose(pixels * norm["scale"] + norm["offset"], [-1, 1], atol=1e-6)
+
+    # Resuming a finished run trains nothing more and exports the same model again.
+    assert train.main([*common, *recipe, "--resume", "--representative", "35"]) == 0
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["epoch"] == 1
+
+    result = evaluate.evaluate(stem.with_suffix(".tflite"), dataset / "test")
+    assert result["int8"]["images"] == PER_CLASS["test"] * len(EMOTIONS)
+    assert (stem.parent / "emotion_int8_confusion.png").is_file()
+
+
+@pytest.mark.skipif(not MODEL.exists(), reason="no shipped model")
+def test_shipped_model_is_consistent_with_its_json_and_head() -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    from training.evaluate import Int8Model
+
+    meta = json.loads(MODEL.with_suffix(".json").read_text())
+    assert meta["labels"] == list(EMOTIONS)
+    assert meta["input_size"] == [48, 48]
+    assert MODEL.stat().st_size <= 1_000_000
+    assert meta["size_bytes"] == MODEL.stat().st_size
+
+    interpreter = Interpreter(model_path=str(MODEL))
+    (inp,) = interpreter.get_input_details()
+    assert list(inp["shape"]) == [1, 48, 48, 1] and inp["dtype"] == np.int8
+    outputs = {d["name"]: d for d in interpreter.get_output_details()}
+    scores = outputs[meta["outputs"]["scores"]]
+    features = outputs[meta["outputs"]["features"]]
+    assert list(scores["shape"]) == [1, len(EMOTIONS)]
+    assert list(features["shape"]) == [1, meta["feature_size"]]
+    assert {d["dtype"] for d in outputs.values()} == {np.int8}
+    for role, detail in (("scores", scores), ("features", features)):
+        assert meta["outputs"]["tensors"][role]["index"] == detail["index"]
+    # Full-integer: every weight and activation is int8 (biases are int32).
+    dtypes = {d["dtype"] for d in interpreter.get_tensor_details()}
+    assert dtypes <= {np.int8, np.int32}
+
+    head = np.load(MODEL.parent / meta["head"]["file"])
+    assert head["W"].shape == (meta["feature_size"], len(EMOTIONS))
+    assert head["b"].shape == (len(EMOTIONS),)
+    assert list(head["labels"]) == list(EMOTIONS)
+
+    # The float head applied to the int8 features reproduces the int8 scores.
+    model = Int8Model(MODEL)
+    rng = np.random.default_rng(0)
+    for image in [*_images("test", "happy", 5, seed=0), rng.integers(0, 256, (48, 48))]:
+        probs, feats = model(image.astype(np.uint8))
+        logits = feats @ head["W"] + head["b"]
+        expected = np.exp(logits - logits.max())
+        np.testing.assert_allclose(probs, expected / expected.sum(), atol=0.08)

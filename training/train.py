@@ -1,0 +1,245 @@
+"""Train the emotion model on FER2013 and export it to int8 TFLite: ``python -m training.train``.
+
+Checkpoints go to ``runs/<name>/`` (``last.keras`` every epoch, ``best.keras`` on the best
+validation accuracy, ``history.csv``, ``state.json``); ``--resume`` continues an interrupted run
+from ``last.keras`` with the same batches it would have seen. The validation split is carved
+out of Training; the test split is only used for the final figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+RECIPE_DEFAULTS: dict[str, Any] = {
+    "epochs": 20,
+    "batch_size": 128,
+    "learning_rate": 0.05,
+    "warmup_epochs": 1,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "label_smoothing": 0.1,
+    "val_fraction": 0.1,
+    "widths": [32, 48, 96, 192],
+    "depths": [1, 2, 2, 2],
+    "feature_size": 128,
+    "dropout": 0.3,
+    "seed": 1234,
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="Kaggle-layout root, or fer2013.csv")
+    p.add_argument("--run", default="runs/shipped", type=Path, help="checkpoint folder")
+    p.add_argument("--out", default="models/emotion_int8", type=Path, help="export stem")
+    p.add_argument("--resume", action="store_true", help="continue from <run>/last.keras")
+    p.add_argument("--no-export", action="store_true")
+    p.add_argument(
+        "--export-only", action="store_true", help="export <run>/best.keras as it is now"
+    )
+    p.add_argument("--limit", type=int, default=0, help="use only N training images (tests)")
+    p.add_argument("--threads", type=int, default=2, help="TensorFlow intra/inter-op threads")
+    p.add_argument("--cache-dir", type=Path, default=None)
+    p.add_argument("--representative", type=int, default=500, help="images for calibration")
+    for key, value in RECIPE_DEFAULTS.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, list):
+            p.add_argument(flag, type=int, nargs="+", default=value)
+        else:
+            p.add_argument(flag, type=type(value), default=value)
+    return p.parse_args(argv)
+
+
+def configure_tf(threads: int, seed: int) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def build_compiled(recipe: dict[str, Any], steps_per_epoch: int):
+    import keras
+
+    from training.model import build_model
+
+    model = build_model(
+        tuple(recipe["widths"]), tuple(recipe["depths"]), recipe["feature_size"], recipe["dropout"]
+    )
+    warmup = recipe["warmup_epochs"] * steps_per_epoch
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=recipe["learning_rate"] / 10,
+        warmup_target=recipe["learning_rate"],
+        warmup_steps=warmup,
+        decay_steps=max(1, recipe["epochs"] * steps_per_epoch - warmup),
+    )
+    optimizer = keras.optimizers.SGD(
+        schedule, momentum=recipe["momentum"], nesterov=True, weight_decay=recipe["weight_decay"]
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe["label_smoothing"]),
+        metrics=["accuracy"],
+        jit_compile=False,
+    )
+    return model
+
+
+def make_checkpointer(run_dir: Path, state: dict[str, Any]):
+    """A callback that saves ``last.keras`` and ``state.json`` every epoch, ``best.keras`` on
+    a new best validation accuracy (written atomically, so a kill never leaves a torn file)."""
+    import keras
+
+    class Checkpointer(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            val = float(logs.get("val_accuracy", 0.0))
+            _save(self.model, run_dir / "last.keras")
+            if val > state["best_val_accuracy"]:
+                state.update(best_val_accuracy=val, best_epoch=epoch + 1)
+                _save(self.model, run_dir / "best.keras")
+            state["epoch"] = epoch + 1
+            state["seconds"] = state.get("seconds", 0.0) + time.monotonic() - self.started
+            state["history"].append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
+            _write_state(run_dir, state)
+            log.info("epoch %d: %s", epoch + 1, json.dumps(state["history"][-1]))
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.monotonic()
+
+    return Checkpointer()
+
+
+def _save(model, path: Path) -> None:
+    tmp = path.with_name(path.stem + ".tmp.keras")
+    model.save(tmp)
+    tmp.replace(path)
+
+
+def _write_state(run_dir: Path, state: dict[str, Any]) -> None:
+    tmp = run_dir / "state.json.tmp"
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(run_dir / "state.json")
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.processor() or ''}".strip(
+        ", "
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    recipe = {key: getattr(args, key) for key in RECIPE_DEFAULTS}
+    configure_tf(args.threads, args.seed)
+
+    import keras
+
+    from training import EMOTIONS
+    from training.data import describe, load_split, stratified_split
+    from training.pipeline import class_weights, eval_dataset, train_dataset
+
+    train = load_split(args.data, "train", args.cache_dir)
+    images, labels = train.images, train.labels
+    if args.limit:
+        keep, _ = stratified_split(labels, 1 - args.limit / len(labels), args.seed)
+        images, labels = images[keep], labels[keep]
+    fit_idx, val_idx = stratified_split(labels, args.val_fraction, args.seed)
+    weights = class_weights(labels[fit_idx], len(EMOTIONS))
+    train_ds, steps = train_dataset(
+        images[fit_idx], labels[fit_idx], weights, len(EMOTIONS), args.batch_size, args.seed
+    )
+    val_ds = eval_dataset(images[val_idx], labels[val_idx], len(EMOTIONS))
+    log.info("train %d, validation %d, %d steps/epoch", len(fit_idx), len(val_idx), steps)
+
+    run_dir = args.run
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if (args.resume or args.export_only) and (run_dir / "last.keras").exists():
+        state = json.loads((run_dir / "state.json").read_text())
+        if state["recipe"] != recipe:
+            raise SystemExit(f"{run_dir} was trained with another recipe: {state['recipe']}")
+        model = keras.models.load_model(run_dir / "last.keras")
+        train_ds, steps = train_dataset(
+            images[fit_idx], labels[fit_idx], weights, len(EMOTIONS), args.batch_size,
+            args.seed, start_epoch=state["epoch"],
+        )  # fmt: skip
+        log.info("resuming %s at epoch %d", run_dir, state["epoch"])
+    else:
+        model = build_compiled(recipe, steps)
+        state = {
+            "recipe": recipe,
+            "data": describe(args.data),
+            "limit": args.limit,
+            "command": " ".join([Path(sys.executable).name, "-m", "training.train", *sys.argv[1:]]),
+            "machine": machine(),
+            "epoch": 0,
+            "best_val_accuracy": -1.0,
+            "best_epoch": 0,
+            "history": [],
+        }
+    log.info("%d parameters", model.count_params())
+
+    if state["epoch"] < recipe["epochs"] and not args.export_only:
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=recipe["epochs"],
+            initial_epoch=state["epoch"],
+            steps_per_epoch=steps,
+            shuffle=False,  # the dataset shuffles itself, seeded per epoch
+            callbacks=[make_checkpointer(run_dir, state)],
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+    from training.report import plot_curves
+
+    plot_curves(state["history"], run_dir / "curves.png")
+    if args.no_export:
+        return 0
+
+    from training.export import export, representative_images
+
+    best = keras.models.load_model(run_dir / "best.keras")
+    representative = representative_images(
+        images[fit_idx], labels[fit_idx], args.representative, args.seed
+    )
+    counts = np.bincount(labels, minlength=len(EMOTIONS))
+    metadata = {
+        "recipe": recipe,
+        "training": {
+            "data": state["data"],
+            "split": "Training",
+            "images": len(labels),
+            "class_counts": dict(zip(EMOTIONS, counts.tolist(), strict=True)),
+            "validation": f"{args.val_fraction:.0%} of Training, stratified, seed {args.seed}",
+            "epochs": state["epoch"],
+            "best_epoch": state["best_epoch"],
+            "best_val_accuracy": round(state["best_val_accuracy"], 4),
+            "seconds": round(state.get("seconds", 0.0)),
+            "command": state["command"],
+            "machine": state["machine"],
+            "parameters": int(best.count_params()),
+            "representative_images": len(representative),
+        },
+    }
+    export(best, representative, args.out, metadata)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
