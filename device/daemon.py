@@ -320,9 +320,10 @@ class Daemon:
             self.machine.settings = MoodSettings.from_config(new.mood)
         if new.models != old.models:
             self.load_models()
-        if (new.player, new.spotify) != (old.player, old.spotify):
-            if new.player.kind != old.player.kind or new.spotify != old.spotify:
-                self.worker.replace_player(make_player(new, self.status, self.state_dir))
+        player_settings_changed = (dataclasses.replace(new.player, autoplay=True), new.spotify) != (
+            dataclasses.replace(old.player, autoplay=True), old.spotify)
+        if player_settings_changed:  # backends read their settings when they are made
+            self.worker.replace_player(make_player(new, self.status, self.state_dir))
             self._last_intent = None
         if new.playlists != old.playlists or new.player != old.player:
             self._reconsider()
