@@ -21,6 +21,10 @@ logger = logging.getLogger(__name__)
 ConfigListener = Callable[[Config, Config], None]  # (old, new)
 
 
+class CalibrationUnavailable(ValueError):
+    """No emotion model is loaded, or the teach session is not where the command needs it."""
+
+
 class Controller:
     def __init__(self, config: Config, config_path: Path, status: StatusBoard) -> None:
         self.status = status
@@ -28,7 +32,7 @@ class Controller:
         self._config = config
         self._lock = threading.RLock()
         self._listeners: list[ConfigListener] = []
-        self._actions: dict[str, Callable[[], None]] = {}
+        self._actions: dict[str, Callable[..., Any]] = {}
         status.update(autoplay=config.player.autoplay, camera_enabled=config.camera.enabled)
 
     @property
@@ -38,8 +42,9 @@ class Controller:
     def on_config_change(self, listener: ConfigListener) -> None:
         self._listeners.append(listener)
 
-    def on_action(self, name: str, action: Callable[[], None]) -> None:
-        """Register what `next_track`, `pause` and `override` do (wired by the daemon)."""
+    def on_action(self, name: str, action: Callable[..., Any]) -> None:
+        """Register what `next_track`, `pause`, `override` and `calibration.*` do (wired by
+        the daemon)."""
         self._actions[name] = action
 
     def update_settings(self, changes: Mapping[str, Mapping[str, Any]], source: str = "") -> Config:
@@ -95,3 +100,44 @@ class Controller:
             logger.warning("%s: not available (the daemon has not wired it)", name)
             return
         action()
+
+    # Personal calibration (device.teach.CalibrationService, wired once a model is loaded).
+    def correct_mood(self, right: str, wrong: str | None = None) -> int:
+        """"That was not `wrong` (default: the current mood), it was `right`": how many recent
+        frames were relabelled. ValueError when there is nothing to correct."""
+        wrong = wrong or self.status.get("mood") or self.status.get("emotion")
+        if right not in EMOTIONS or wrong not in EMOTIONS:
+            raise ValueError(f"expected two of {', '.join(EMOTIONS)}, got {wrong!r} -> {right!r}")
+        if wrong == right:
+            raise ValueError(f"the mood already is {right}")
+        return self._calibration("correct", wrong, right)  # type: ignore[no-any-return]
+
+    def choose_correction(self, right: str) -> None:
+        """The emotion Home Assistant's "Correct mood" button will teach."""
+        if right not in EMOTIONS:
+            raise ValueError(f"unknown emotion {right!r}")
+        self.status.update(correct_to=right)
+
+    def teach_start(self) -> dict[str, Any]:
+        return self._calibration("teach_start")  # type: ignore[no-any-return]
+
+    def teach_state(self) -> dict[str, Any]:
+        return self._calibration("teach_state")  # type: ignore[no-any-return]
+
+    def teach_finish(self) -> dict[str, Any]:
+        return self._calibration("teach_finish")  # type: ignore[no-any-return]
+
+    def teach_save(self) -> int:
+        return self._calibration("teach_save")  # type: ignore[no-any-return]
+
+    def teach_discard(self) -> None:
+        self._calibration("teach_discard")
+
+    def calibration_reset(self) -> None:
+        self._calibration("reset")
+
+    def _calibration(self, name: str, *args: Any) -> Any:
+        action = self._actions.get(f"calibration.{name}")
+        if action is None:
+            raise CalibrationUnavailable("calibration needs the emotion model, which is not loaded")
+        return action(*args)

@@ -30,6 +30,7 @@ from device.pipeline import Analyser
 from device.player import Intent, make_player
 from device.sdnotify import Notifier, watchdog_interval
 from device.status import StatusBoard
+from device.teach import CalibrationService, model_id
 from device.worker import PlayerWorker
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class Daemon:
         self.notifier = Notifier()
         self.analyser: Analyser | None = None
         self.machine: MoodMachine | None = None
+        self.calibration: CalibrationService | None = None  # made with the emotion model
         self.capture = self._make_capture(config)
         self.worker = PlayerWorker(make_player(config, self.status, self.state_dir), self.status)
         self._last_intent: Intent | None = None
@@ -133,6 +135,11 @@ class Daemon:
             self.status.update(model=f"error: {err}")
             return False
         self.machine = MoodMachine(self.analyser.labels, MoodSettings.from_config(config.mood))
+        classifier = self.analyser.classifier
+        self.calibration = CalibrationService(
+            self.state_dir, classifier.labels,
+            model_id(config.model_path("emotion"), classifier.has_features), self.status)
+        self.calibration.register(self.controller)
         self.status.update(model=self.analyser.classifier.describe())
         logger.info("models loaded: %s", self.analyser.classifier.describe())
         return True
@@ -255,12 +262,14 @@ class Daemon:
 
     def _analyse(self, rgb: Any, now: float) -> None:
         assert self.analyser is not None and self.machine is not None
+        assert self.calibration is not None
         follow = self.controller.config.mood.follow
         results = self.analyser.analyse(rgb, all_faces=follow == "room")
         preview = self.controller.config.web.preview
         self._last_view = (rgb, [r.face for r in results]) if preview else None
+        calibrated = self.calibration.observe_frame(now, [r.prediction for r in results])
         combined = combine_faces(
-            [(r.face.area, r.prediction.probabilities) for r in results], follow)
+            [(r.face.area, probs) for r, probs in zip(results, calibrated, strict=True)], follow)
         events = self.machine.observe(now, combined)
         scores = {k: round(v, 3) for k, v in self.machine.scores().items()}
         top = max(scores, key=scores.__getitem__) if scores and results else None

@@ -115,6 +115,12 @@ ENTITIES: tuple[Entity, ...] = (
     Entity("next_track", "button", "Next track", {"ic": "mdi:skip-next"},
            state=False, command=True),
     Entity("pause", "button", "Pause", {"ic": "mdi:pause"}, state=False, command=True),
+    # "Wrong mood": choose what it was, then press; the last seconds' faces get that label.
+    Entity("correct_to", "select", "Correct mood to",
+           {"ops": list(EMOTIONS), "ic": "mdi:tag-edit-outline"}, command=True),
+    Entity("correct", "button", "Correct mood", {"ic": "mdi:account-check-outline"},
+           state=False, command=True),
+    Entity("calibration", "sensor", "Calibration", {"ic": "mdi:tune", **_DIAGNOSTIC}),
     Entity("fps", "sensor", "Analysis rate",
            {"unit_of_meas": "fps", "stat_cla": "measurement", "ic": "mdi:speedometer",
             **_DIAGNOSTIC}),
@@ -259,6 +265,8 @@ STATES: tuple[StateTopic, ...] = (
     _state("autoplay", "autoplay", lambda s: _on_off(s["autoplay"])),
     _state("camera", "camera_enabled", lambda s: _on_off(s["camera_enabled"])),
     _state("override", "override", lambda s: s["override"] or NO_FACE),
+    _state("correct_to", "correct_to", lambda s: s["correct_to"]),
+    _state("calibration", "calibration", lambda s: _text(s["calibration"])),
     _state("fps", "fps", lambda s: f"{s['fps']:.1f}", throttled=True),
     _state("camera_state", "camera_state", lambda s: _text(s["camera_state"])),
     _state("camera_state/attributes", "camera_source camera_detail",
@@ -343,9 +351,9 @@ def parse_command(layout: Layout, topic: str, payload: bytes) -> Command:
             raise BadCommand("expected ON or OFF")
         return Command(entity.key, _SWITCH[text.upper()])
     if entity.platform == "select":
-        choice = text.lower()
-        if choice not in OVERRIDE_OPTIONS:
-            raise BadCommand(f"expected one of {', '.join(OVERRIDE_OPTIONS)}")
+        choice, options = text.lower(), entity.options["ops"]
+        if choice not in options:
+            raise BadCommand(f"expected one of {', '.join(options)}")
         return Command(entity.key, None if choice == NO_FACE else choice)
     if text != "PRESS":
         raise BadCommand("expected PRESS")

@@ -99,6 +99,8 @@ class MqttBridge:
             "override": controller.set_override,
             "next_track": lambda _: controller.next_track(),
             "pause": lambda _: controller.pause(),
+            "correct_to": controller.choose_correction,
+            "correct": lambda _: controller.correct_mood(controller.status.get("correct_to")),
         }
 
     def start(self) -> None:

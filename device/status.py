@@ -45,6 +45,8 @@ INITIAL: dict[str, Any] = {
     "spotify_state": "not linked",
     "mqtt_state": "disabled",
     "warnings": [],
+    "calibration": "shipped model",  # or "calibrated: N samples of K emotions, date"
+    "correct_to": "neutral",  # the emotion Home Assistant's "Correct mood" button teaches
 }
 
 

@@ -211,7 +211,7 @@ def test_device_based_discovery_follows_the_documented_schema(layout: Layout) ->
     check_origin(root["origin"])
     assert root["availability_topic"] == f"{layout.base}/availability"
     components = root["components"]
-    assert len(components) == 15
+    assert len(components) == 18
     for component_id, raw in components.items():
         assert ID_CHARS.match(component_id)
         config = expand(raw, ABBREVIATIONS)
@@ -224,7 +224,7 @@ def test_per_entity_discovery_follows_the_documented_schema() -> None:
     """The option for HA before 2024.11: one message per entity, platform in the topic."""
     layout = Layout.from_config(MqttConfig(device_discovery=False), "0a1b2c3d")
     messages = discovery_messages(layout, SETUP_URL)
-    assert len(messages) == 15
+    assert len(messages) == 18
     for topic, payload in messages.items():
         prefix, platform, node, key, config_word = topic.split("/")
         assert (prefix, node, config_word) == ("homeassistant", layout.node_id, "config")
@@ -247,15 +247,18 @@ def test_the_entities_are_the_ones_the_issue_asks_for() -> None:
         "Auto-play": "switch", "Camera": "switch", "Mood override": "select",
         "Next track": "button", "Pause": "button", "Analysis rate": "sensor",
         "Camera state": "sensor", "Spotify state": "sensor", "Uptime": "sensor",
+        "Correct mood to": "select", "Correct mood": "button", "Calibration": "sensor",
     }
     assert set(by_name["Emotion"].options["ops"]) == {*EMOTIONS, NO_FACE}
     assert by_name["Confidence"].options["unit_of_meas"] == "%"
     assert by_name["Presence"].options["dev_cla"] == "occupancy"
     assert by_name["Mood change"].options["evt_typ"] == list(EMOTIONS)
     assert by_name["Mood override"].options["ops"] == [NO_FACE, *EMOTIONS]
+    assert by_name["Correct mood to"].options["ops"] == list(EMOTIONS)
     assert by_name["Uptime"].options["dev_cla"] == "timestamp"
     diagnostics = {e.name for e in ENTITIES if e.options.get("ent_cat") == "diagnostic"}
-    assert diagnostics == {"Analysis rate", "Camera state", "Spotify state", "Uptime"}
+    assert diagnostics == {"Analysis rate", "Camera state", "Spotify state", "Uptime",
+                           "Calibration"}
 
 
 def test_topics_come_from_keys_so_a_rename_breaks_nothing() -> None:
@@ -307,6 +310,7 @@ def test_state_payloads_are_what_the_entities_accept() -> None:
     for state in (idle, busy):
         assert state["emotion"] in options["emotion"] and state["mood"] in options["mood"]
         assert state["override"] in options["override"]
+        assert state["correct_to"] in options["correct_to"]
         assert {state["presence"], state["autoplay"], state["camera"]} <= {"ON", "OFF"}
         assert datetime.fromisoformat(state["uptime"]).utcoffset() is not None
     assert (idle["confidence"], busy["confidence"]) == (UNKNOWN, "83")
@@ -375,6 +379,8 @@ def test_layout_defaults_and_overrides() -> None:
     ("override", b"none", Command("override", None)),
     ("next_track", b"PRESS", Command("next_track")),
     ("pause", b"PRESS", Command("pause")),
+    ("correct_to", b"Neutral", Command("correct_to", "neutral")),
+    ("correct", b"PRESS", Command("correct")),
 ])
 def test_valid_commands_parse(key: str, payload: bytes, expected: Command) -> None:
     assert parse_command(LAYOUT, LAYOUT.command(key), payload) == expected
@@ -384,6 +390,7 @@ def test_valid_commands_parse(key: str, payload: bytes, expected: Command) -> No
     ("moodmelody/0a1b2c3d/autoplay/set", b"maybe", "ON or OFF"),
     ("moodmelody/0a1b2c3d/autoplay/set", b"", "ON or OFF"),
     ("moodmelody/0a1b2c3d/override/set", b"ecstatic", "one of"),
+    ("moodmelody/0a1b2c3d/correct_to/set", b"none", "one of"),
     ("moodmelody/0a1b2c3d/next_track/set", b"ON", "PRESS"),
     ("moodmelody/0a1b2c3d/camera/set", b"\xff\xfe", "UTF-8"),
     ("moodmelody/0a1b2c3d/camera/set", b"O" * 65, "longer than"),

@@ -1,0 +1,267 @@
+"""Personal calibration: a small model on the emotion network's features, fitted on the device.
+
+Pure numpy, no clock and no I/O except `CalibrationStore`'s one file. What is fitted is a
+correction to the shipped model's logits:
+
+    calibrated logits = log p_shipped + ((features - mean) / scale) @ dW + db
+
+a multinomial logistic regression whose weights start at the shipped head and are held
+towards it by an L2 penalty on (dW, db), so a handful of samples moves the model only as
+far as they justify. The loss is summed over samples: more evidence, a larger move. Classes
+without a sample keep their shipped logits exactly (their columns are not fitted). When the
+model exports no features, the log-probabilities serve as features.
+
+Only features, the shipped probabilities and labels are ever kept: never an image.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from device.atomic import write_atomic
+
+logger = logging.getLogger(__name__)
+
+STRENGTH = 2.0
+"""L2 penalty on the correction. Inputs are scaled to unit mean norm and the loss is summed
+over samples, so the shipped model weighs about as much as a couple of samples per class:
+ten faces of a class already move it, one stray frame hardly does."""
+ITERATIONS = 400
+MAX_PER_CLASS = 300
+"""Samples kept per class in the household store; the oldest go first."""
+MIN_PROBABILITY = 1e-6
+STORE_FILE = "calibration.npz"
+STORE_VERSION = 1
+
+
+def log_probabilities(probabilities: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(probabilities, MIN_PROBABILITY, 1.0))
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Labelled examples: one row per face of a frame (features, never pixels)."""
+
+    features: np.ndarray  # [n, F] float32
+    probabilities: np.ndarray  # [n, C] what the shipped model said
+    labels: np.ndarray  # [n] class index
+    times: np.ndarray  # [n] when taken, seconds since the epoch: the oldest are dropped first
+
+    @classmethod
+    def empty(cls, feature_size: int, classes: int) -> Samples:
+        return cls(np.zeros((0, feature_size), np.float32), np.zeros((0, classes), np.float32),
+                   np.zeros(0, np.int64), np.zeros(0, np.float64))
+
+    @classmethod
+    def of(cls, features: np.ndarray, probabilities: np.ndarray, labels: np.ndarray,
+           times: np.ndarray) -> Samples:
+        return cls(np.asarray(features, np.float32), np.asarray(probabilities, np.float32),
+                   np.asarray(labels, np.int64), np.asarray(times, np.float64))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def counts(self, classes: int) -> list[int]:
+        return np.bincount(self.labels, minlength=classes).tolist()
+
+    def select(self, rows: np.ndarray) -> Samples:
+        return Samples(self.features[rows], self.probabilities[rows], self.labels[rows],
+                       self.times[rows])
+
+    def plus(self, other: Samples) -> Samples:
+        return Samples(*(np.concatenate([a, b]) for a, b in zip(
+            (self.features, self.probabilities, self.labels, self.times),
+            (other.features, other.probabilities, other.labels, other.times), strict=True)))
+
+    def capped(self, per_class: int = MAX_PER_CLASS) -> Samples:
+        """At most `per_class` of each class, the newest; order otherwise kept."""
+        keep = np.zeros(len(self), bool)
+        for label in np.unique(self.labels):
+            rows = np.flatnonzero(self.labels == label)
+            newest = rows[np.argsort(self.times[rows], kind="stable")][-per_class:]
+            keep[newest] = True
+        return self.select(np.flatnonzero(keep))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The fitted correction; `apply` turns the shipped probabilities into calibrated ones."""
+
+    mean: np.ndarray  # [F]
+    scale: float
+    weights: np.ndarray  # dW [F, C]
+    bias: np.ndarray  # db [C]
+
+    def logits(self, features: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+        inputs = (np.asarray(features, np.float64) - self.mean) / self.scale
+        return log_probabilities(probabilities) + inputs @ self.weights + self.bias
+
+    def apply(self, features: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities for one face ([F], [C]) or many ([n, F], [n, C])."""
+        return _softmax(self.logits(features, probabilities))
+
+
+def fit(samples: Samples, classes: int, strength: float = STRENGTH,
+        iterations: int = ITERATIONS) -> Calibration:
+    """The correction that best explains `samples`, held towards the shipped model.
+
+    Convex (cross-entropy plus an L2 penalty): Nesterov's accelerated gradient with the
+    step and momentum of its strong convexity converges in a few hundred cheap steps.
+    """
+    features = samples.features.astype(np.float64)
+    mean = features.mean(axis=0) if len(samples) else np.zeros(features.shape[1])
+    centred = features - mean
+    scale = float(np.sqrt((centred**2).sum(axis=1).mean())) if len(samples) else 1.0
+    scale = scale if scale > 1e-9 else 1.0
+    inputs = np.hstack([centred / scale, np.ones((len(samples), 1))])  # bias as a last input
+    base = log_probabilities(samples.probabilities.astype(np.float64))
+    targets = np.eye(classes)[samples.labels]
+    fitted = np.zeros(classes)
+    fitted[np.unique(samples.labels)] = 1.0  # classes without samples keep the shipped logits
+    params = np.zeros((inputs.shape[1], classes))
+    if len(samples):
+        # Softmax cross-entropy's curvature is at most 1/2 per sample in any direction.
+        smoothness = 0.5 * np.linalg.norm(inputs, 2) ** 2 + strength
+        step = 1.0 / smoothness
+        root = np.sqrt(smoothness / strength)
+        momentum = (root - 1.0) / (root + 1.0)
+        ahead = params.copy()
+        for _ in range(iterations):
+            gradient = inputs.T @ (_softmax(base + inputs @ ahead) - targets) + strength * ahead
+            updated = ahead - step * gradient * fitted
+            ahead = updated + momentum * (updated - params)
+            params = updated
+    return Calibration(mean, scale, params[:-1], params[-1])
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Accuracy and macro recall of the shipped model and of the calibrated one."""
+
+    accuracy_before: float
+    accuracy_after: float
+    recall_before: float  # macro: the mean of per-class recalls, over classes with samples
+    recall_after: float
+    counts: list[int]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"accuracy_before": self.accuracy_before, "accuracy_after": self.accuracy_after,
+                "recall_before": self.recall_before, "recall_after": self.recall_after,
+                "counts": self.counts, "samples": sum(self.counts)}
+
+
+def macro_recall(labels: np.ndarray, predicted: np.ndarray) -> float:
+    recalls = [float(np.mean(predicted[labels == c] == c)) for c in np.unique(labels)]
+    return float(np.mean(recalls)) if recalls else 0.0
+
+
+def figures(labels: np.ndarray, before: np.ndarray, after: np.ndarray, classes: int) -> Figures:
+    """Figures from true labels and the predicted classes before and after calibration."""
+    if len(labels) == 0:
+        return Figures(0.0, 0.0, 0.0, 0.0, [0] * classes)
+    return Figures(float(np.mean(before == labels)), float(np.mean(after == labels)),
+                   macro_recall(labels, before), macro_recall(labels, after),
+                   np.bincount(labels, minlength=classes).tolist())
+
+
+def blocked_folds(samples: Samples, folds: int) -> np.ndarray:
+    """A fold number per sample: each class's samples, in time order, cut into `folds`
+    consecutive blocks, so neighbouring frames of one face never sit on both sides."""
+    fold = np.zeros(len(samples), np.int64)
+    for label in np.unique(samples.labels):
+        rows = np.flatnonzero(samples.labels == label)
+        rows = rows[np.argsort(samples.times[rows], kind="stable")]
+        fold[rows] = np.arange(len(rows)) * folds // len(rows)
+    return fold
+
+
+def evaluate_cv(samples: Samples, classes: int, folds: int = 5,
+                strength: float = STRENGTH) -> Figures:
+    """Before/after figures on `samples`, each judged by a calibration fitted without its
+    block (blocked cross-validation)."""
+    before = samples.probabilities.argmax(axis=1)
+    after = before.copy()
+    assigned = blocked_folds(samples, folds)
+    for fold in range(folds):
+        held = assigned == fold
+        if not held.any():
+            continue
+        calibration = fit(samples.select(np.flatnonzero(~held)), classes, strength)
+        kept = samples.select(np.flatnonzero(held))
+        after[held] = calibration.logits(kept.features, kept.probabilities).argmax(axis=1)
+    return figures(samples.labels, before, after, classes)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What the household store holds."""
+
+    samples: Samples
+    calibration: Calibration
+    labels: tuple[str, ...]
+    model_id: str  # the emotion model the features came from
+    saved_at: float  # seconds since the epoch
+
+    def counts(self) -> dict[str, int]:
+        return dict(zip(self.labels, self.samples.counts(len(self.labels)), strict=True))
+
+
+class StoreError(ValueError):
+    """The calibration file is unreadable or not ours."""
+
+
+class CalibrationStore:
+    """The household calibration in `<state_dir>/calibration.npz` (0600, written atomically):
+    parameters, sample features with their labels, times and the shipped probabilities, the
+    date, the counts per class and the model they belong to. Never an image."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = Path(state_dir) / STORE_FILE
+
+    def save(self, stored: Stored) -> None:
+        meta = {"version": STORE_VERSION, "labels": list(stored.labels),
+                "model_id": stored.model_id, "saved_at": stored.saved_at,
+                "counts": stored.counts(), "scale": stored.calibration.scale}
+        buffer = io.BytesIO()
+        np.savez_compressed(
+            buffer, meta=np.array(json.dumps(meta)),
+            features=stored.samples.features, probabilities=stored.samples.probabilities,
+            labels=stored.samples.labels, times=stored.samples.times,
+            mean=stored.calibration.mean, weights=stored.calibration.weights,
+            bias=stored.calibration.bias)
+        write_atomic(self.path, buffer.getvalue())
+
+    def load(self) -> Stored | None:
+        """The stored calibration; None when there is none; StoreError when it is broken."""
+        try:
+            with np.load(self.path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                if meta.get("version") != STORE_VERSION:
+                    raise StoreError(f"{self.path}: unknown version {meta.get('version')!r}")
+                samples = Samples.of(data["features"], data["probabilities"], data["labels"],
+                                     data["times"])
+                calibration = Calibration(data["mean"], float(meta["scale"]), data["weights"],
+                                          data["bias"])
+                return Stored(samples, calibration, tuple(meta["labels"]), str(meta["model_id"]),
+                              float(meta["saved_at"]))
+        except FileNotFoundError:
+            return None
+        except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile) as err:
+            if isinstance(err, StoreError):
+                raise
+            raise StoreError(f"{self.path}: unreadable: {err}") from err
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
