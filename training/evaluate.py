@@ -157,7 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     result = evaluate(args.model, args.data, args.split, args.float, args.out_dir, args.cache_dir)
-    print(json.dumps({k: v for k, v in result.items() if k != "confusion"}, indent=2))
+    shown = {k: v for k, v in result.items() if k not in ("int8", "float")}
+    for kind in ("int8", "float"):
+        if kind in result:
+            shown[kind] = {k: v for k, v in result[kind].items() if k != "confusion"}
+    print(json.dumps(shown, indent=2))
     if args.update_json:
         from training.export import write_json
 

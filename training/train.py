@@ -23,7 +23,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 RECIPE_DEFAULTS: dict[str, Any] = {
-    "epochs": 20,
+    "epochs": 16,
     "batch_size": 128,
     "learning_rate": 0.05,
     "warmup_epochs": 1,
@@ -46,6 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default="models/emotion_int8", type=Path, help="export stem")
     p.add_argument("--resume", action="store_true", help="continue from <run>/last.keras")
     p.add_argument("--no-export", action="store_true")
+    p.add_argument("--no-evaluate", action="store_true", help="skip the test-split figures")
     p.add_argument(
         "--export-only", action="store_true", help="export <run>/best.keras as it is now"
     )
@@ -237,8 +238,30 @@ def main(argv: list[str] | None = None) -> int:
             "representative_images": len(representative),
         },
     }
-    export(best, representative, args.out, metadata)
+    document = export(best, representative, args.out, metadata)
+    if args.no_evaluate:
+        return 0
+
+    from training.evaluate import evaluate
+    from training.export import write_json
+
+    document["evaluation"] = evaluate(
+        args.out.with_suffix(".tflite"), args.data, "test", run_dir / "best.keras", run_dir
+    )
+    write_json(args.out.with_suffix(".json"), document)
+    log.info("PublicTest: %s", json.dumps(summary(document["evaluation"])))
     return 0
+
+
+def summary(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The headline figures of an evaluation (no confusion matrices)."""
+    keys = ("accuracy", "macro_recall", "macro_f1")
+    return {
+        "int8": {k: evaluation["int8"][k] for k in keys},
+        "float": {k: evaluation["float"][k] for k in keys} if "float" in evaluation else None,
+        "agreement": evaluation.get("float_int8_agreement"),
+        "latency_ms": evaluation.get("latency_ms_single_thread"),
+    }
 
 
 if __name__ == "__main__":
