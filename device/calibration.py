@@ -34,6 +34,7 @@ STRENGTH = 2.0
 over samples, so the shipped model weighs about as much as a couple of samples per class:
 ten faces of a class already move it, one stray frame hardly does."""
 ITERATIONS = 400
+TOLERANCE = 1e-6  # stop once no parameter moves more than this in a step
 MAX_PER_CLASS = 300
 """Samples kept per class in the household store; the oldest go first."""
 MIN_PROBABILITY = 1e-6
@@ -48,6 +49,20 @@ def log_probabilities(probabilities: np.ndarray) -> np.ndarray:
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def _largest_eigenvalue(gram: np.ndarray, steps: int = 50) -> float:
+    """Of a symmetric positive semi-definite matrix, by power iteration (cheap, no LAPACK
+    threads), with a margin for the iteration's underestimate."""
+    vector = np.ones(gram.shape[0]) / np.sqrt(gram.shape[0])
+    value = 0.0
+    for _ in range(steps):
+        product = gram @ vector
+        value = float(np.linalg.norm(product))
+        if value == 0.0:
+            return 0.0
+        vector = product / value
+    return 1.05 * value
 
 
 @dataclass(frozen=True)
@@ -133,7 +148,7 @@ def fit(samples: Samples, classes: int, strength: float = STRENGTH,
     params = np.zeros((inputs.shape[1], classes))
     if len(samples):
         # Softmax cross-entropy's curvature is at most 1/2 per sample in any direction.
-        smoothness = 0.5 * np.linalg.norm(inputs, 2) ** 2 + strength
+        smoothness = 0.5 * _largest_eigenvalue(inputs.T @ inputs) + strength
         step = 1.0 / smoothness
         root = np.sqrt(smoothness / strength)
         momentum = (root - 1.0) / (root + 1.0)
@@ -142,7 +157,10 @@ def fit(samples: Samples, classes: int, strength: float = STRENGTH,
             gradient = inputs.T @ (_softmax(base + inputs @ ahead) - targets) + strength * ahead
             updated = ahead - step * gradient * fitted
             ahead = updated + momentum * (updated - params)
+            moved = np.abs(updated - params).max()
             params = updated
+            if moved < TOLERANCE:
+                break
     return Calibration(mean, scale, params[:-1], params[-1])
 
 

@@ -1,0 +1,341 @@
+"""Personal calibration: the fit, the store, the teach session, corrections, and the proof on
+a simulated household built from the shared FER2013 test faces."""
+
+from __future__ import annotations
+
+import functools
+import json
+import stat
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from device import EMOTIONS
+from device.calibration import (
+    MAX_PER_CLASS,
+    CalibrationStore,
+    Samples,
+    StoreError,
+    Stored,
+    evaluate_cv,
+    figures,
+    fit,
+)
+from device.classifier import EmotionClassifier, Prediction
+from device.config import Config
+from device.controller import CalibrationUnavailable
+from device.status import StatusBoard
+from device.teach import CAPTURE_S, PROMPTS, READY_S, CalibrationService, TeachSession
+from tests.frames import face_files, read_gray
+
+CLASSES = len(EMOTIONS)
+NEUTRAL, SAD = EMOTIONS.index("neutral"), EMOTIONS.index("sad")
+
+
+def synthetic(count_per_class: int, seed: int = 0, features: int = 16) -> Samples:
+    """Separable features whose 'shipped' probabilities always say sad."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 3, (CLASSES, features))
+    labels = np.repeat(np.arange(CLASSES), count_per_class)
+    shipped = np.full((len(labels), CLASSES), 0.05)
+    shipped[:, SAD] = 0.7
+    return Samples.of(centres[labels] + rng.normal(0, 1, (len(labels), features)), shipped,
+                      labels, np.arange(len(labels), dtype=float))
+
+
+# -- the fit --------------------------------------------------------------------------------
+
+
+def test_fit_learns_what_the_shipped_model_gets_wrong() -> None:
+    """A model that calls everyone sad, calibrated on 10 faces a class, gets held-out faces
+    right: if the fit did not move, accuracy would stay at 1/7."""
+    calibration = fit(synthetic(10), CLASSES)
+    held = synthetic(30, seed=0).select(np.arange(0, 7 * 30))
+    predicted = calibration.apply(held.features, held.probabilities).argmax(axis=1)
+    assert np.mean(predicted == held.labels) > 0.9
+
+
+def test_classes_without_samples_keep_the_shipped_logits() -> None:
+    """Only sampled classes move: an emotion nobody taught behaves exactly as shipped."""
+    samples = synthetic(10)
+    taught = samples.select(np.flatnonzero(np.isin(samples.labels, [NEUTRAL, SAD])))
+    calibration = fit(taught, CLASSES)
+    assert np.count_nonzero(calibration.weights[:, [NEUTRAL, SAD]]) > 0
+    untaught = [c for c in range(CLASSES) if c not in (NEUTRAL, SAD)]
+    assert not calibration.weights[:, untaught].any() and not calibration.bias[untaught].any()
+
+
+def test_one_stray_sample_hardly_moves_it() -> None:
+    """Regularised towards the shipped model: one frame must not flip a confident answer."""
+    samples = synthetic(1).select(np.array([NEUTRAL]))
+    calibration = fit(samples, CLASSES)
+    confident = np.full(CLASSES, 0.01)
+    confident[SAD] = 0.94
+    after = calibration.apply(samples.features[0], confident)
+    assert after.argmax() == SAD
+
+
+def test_fit_is_fast_enough_for_a_pi() -> None:
+    """A few hundred samples of 128 features: well under a second here (a Pi is 5-10×
+    slower), so a correction takes effect within seconds on the device."""
+    samples = synthetic(50, features=128)  # 350 samples
+    started = time.perf_counter()
+    fit(samples, CLASSES)
+    elapsed = time.perf_counter() - started
+    print(f"fit of {len(samples)} samples × 128 features: {elapsed * 1000:.0f} ms")
+    assert elapsed < 0.5
+
+
+def test_blocked_cross_validation_reports_before_and_after() -> None:
+    figures_ = evaluate_cv(synthetic(12), CLASSES)
+    assert figures_.accuracy_before == pytest.approx(1 / 7)
+    assert figures_.accuracy_after > 0.8
+    assert figures_.counts == [12] * CLASSES
+
+
+# -- the store ------------------------------------------------------------------------------
+
+
+def stored(samples: Samples, model: str = "m1") -> Stored:
+    return Stored(samples, fit(samples, CLASSES), EMOTIONS, model, 1_700_000_000.0)
+
+
+def test_store_round_trip_is_private_and_keeps_no_images(tmp_path: Path) -> None:
+    """0600, everything back as saved, and nothing in it shaped like a picture."""
+    store = CalibrationStore(tmp_path)
+    original = stored(synthetic(5))
+    store.save(original)
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    loaded = store.load()
+    assert loaded is not None
+    np.testing.assert_array_equal(loaded.samples.features, original.samples.features)
+    np.testing.assert_array_equal(loaded.calibration.weights, original.calibration.weights)
+    assert loaded.counts() == dict.fromkeys(EMOTIONS, 5)
+    assert (loaded.model_id, loaded.saved_at) == ("m1", 1_700_000_000.0)
+    assert_no_images(store.path)
+
+
+def test_the_oldest_samples_of_a_class_go_first() -> None:
+    many = Samples.of(np.arange(MAX_PER_CLASS + 5, dtype=float)[:, None],
+                      np.full((MAX_PER_CLASS + 5, CLASSES), 1 / 7),
+                      np.zeros(MAX_PER_CLASS + 5), np.arange(MAX_PER_CLASS + 5, dtype=float))
+    kept = many.plus(synthetic(1, features=1)).capped()
+    assert kept.counts(CLASSES)[0] == MAX_PER_CLASS
+    assert kept.times[kept.labels == 0].min() >= 5  # the five oldest went
+
+
+def test_a_broken_store_is_an_error_and_the_device_uses_the_shipped_model(tmp_path: Path
+                                                                          ) -> None:
+    store = CalibrationStore(tmp_path)
+    store.path.write_bytes(b"not a zip")
+    with pytest.raises(StoreError, match="unreadable"):
+        store.load()
+    status = StatusBoard()
+    CalibrationService(tmp_path, EMOTIONS, "m1", status)
+    assert status.get("calibration").startswith("shipped model (stored calibration unreadable")
+
+
+def test_a_calibration_for_another_model_is_not_applied(tmp_path: Path) -> None:
+    """Features of another network mean nothing to this one."""
+    CalibrationStore(tmp_path).save(stored(synthetic(5), model="old"))
+    status = StatusBoard()
+    service = CalibrationService(tmp_path, EMOTIONS, "new", status)
+    assert "another model" in status.get("calibration")
+    probs = np.full(CLASSES, 1 / 7)
+    out = service.observe_frame(0.0, [Prediction(probs, np.ones(16, np.float32))])
+    np.testing.assert_array_equal(out[0], probs)
+
+
+# -- the teach session and corrections ------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def prediction(label: int, seed: int, samples: Samples) -> Prediction:
+    """A face of class `label`, drawn like `synthetic`'s, that the shipped model calls sad."""
+    row = np.flatnonzero(samples.labels == label)[seed % 30]
+    return Prediction(samples.probabilities[row], samples.features[row])
+
+
+def test_teach_session_records_each_prompt_only_while_a_face_is_found() -> None:
+    session = TeachSession(EMOTIONS, started_at=0.0)
+    observation_at = lambda t: None if t < 2.0 else object()  # noqa: E731
+    state = session.state(0.5)
+    assert (state["emotion"], state["recording"], state["face_found"]) == ("neutral", False, False)
+    assert state["seconds_left"] == pytest.approx(READY_S - 0.5)
+    for t in np.arange(0.0, session.duration_s, 0.1):
+        session.observe(float(t), observation_at(t))  # type: ignore[arg-type]
+    counts = session.counts()
+    assert counts["neutral"] == pytest.approx((READY_S + CAPTURE_S - 2.0) / 0.1, abs=1)
+    assert counts["happy"] == pytest.approx(CAPTURE_S / 0.1, abs=1)
+    assert session.done(session.duration_s) and not session.state(session.duration_s)["active"]
+    assert session.duration_s == len(PROMPTS) * (READY_S + CAPTURE_S) < 35
+
+
+def teach(service: CalibrationService, clock: Clock, faces: Samples) -> None:
+    service.teach_start()
+    for i in range(round(len(PROMPTS) * (READY_S + CAPTURE_S) * 10) + 1):
+        state = service.teach_state()
+        frame = [prediction(EMOTIONS.index(state["emotion"]), i, faces)] if state["active"] \
+            else []
+        service.observe_frame(clock.now, frame)
+        clock.now += 0.1
+
+
+def test_teach_finish_save_and_reset(tmp_path: Path) -> None:
+    """The whole guided flow: figures before saving, a calibration after, and Reset back to
+    the shipped model with the file gone."""
+    clock, status = Clock(), StatusBoard()
+    service = CalibrationService(tmp_path, EMOTIONS, "m1", status, clock=clock)
+    with pytest.raises(CalibrationUnavailable):
+        service.teach_finish()
+    faces = synthetic(30)
+    teach(service, clock, faces)
+    result = service.teach_finish()
+    assert result["samples"] == sum(result["counts"]) > 100
+    assert result["accuracy_before"] == pytest.approx(1 / 7, abs=0.01)
+    assert result["accuracy_after"] > 0.8
+    assert service.teach_save() == result["samples"]
+    assert service.wait_idle(10)
+    assert status.get("calibration").startswith(f"calibrated: {result['samples']} samples of 7")
+    probs = service.observe_frame(clock.now, [prediction(NEUTRAL, 3, faces)])[0]
+    assert probs.argmax() == NEUTRAL
+    assert CalibrationStore(tmp_path).load() is not None
+    service.reset()
+    assert status.get("calibration") == "shipped model"
+    assert not (tmp_path / "calibration.npz").exists()
+    assert service.observe_frame(clock.now, [prediction(NEUTRAL, 3, faces)])[0].argmax() == SAD
+
+
+def test_wrong_mood_relabels_the_last_seconds_and_refits(tmp_path: Path) -> None:
+    """"That was not sad, it was neutral": frames older than the window are left alone, and
+    from then on the same face reads as neutral."""
+    service = CalibrationService(tmp_path, EMOTIONS, "m1", StatusBoard())
+    faces = synthetic(30)
+    with pytest.raises(ValueError, match="no face"):
+        service.correct("sad", "neutral")
+    for i in range(100):  # 10 s at 10 fps: happy faces, then neutral ones
+        label = EMOTIONS.index("happy") if i < 50 else NEUTRAL
+        service.observe_frame(i / 10, [prediction(label, i, faces)])
+    assert service.correct("sad", "neutral") == 51  # the last 5 s, both ends included
+    assert service.wait_idle(10)
+    stored_ = CalibrationStore(tmp_path).load()
+    assert stored_ is not None and stored_.counts()["neutral"] == 51
+    assert stored_.counts()["happy"] == 0
+    assert service.observe_frame(10.0, [prediction(NEUTRAL, 7, faces)])[0].argmax() == NEUTRAL
+
+
+# -- the proof on a simulated household -----------------------------------------------------
+
+HOUSEHOLD_PER_EMOTION = 10
+EVALUATION_PER_EMOTION = 150
+
+
+def household_camera(face: np.ndarray) -> np.ndarray:
+    """A fixed shift that mimics a poor webcam and an unusual face: a dim warm lamp (gamma,
+    low contrast, lifted blacks), a tilted, off-centre, closer crop, blur and heavy JPEG."""
+    height, width = face.shape
+    light = 0.25 + 0.55 * (face.astype(np.float32) / 255.0) ** 1.8
+    tilt = cv2.getRotationMatrix2D((width / 2 + 3, height / 2 + 4), 9, 1.15)
+    turned = cv2.warpAffine(light, tilt, (width, height), borderMode=cv2.BORDER_REFLECT)
+    blurred = cv2.GaussianBlur(turned, (0, 0), 1.1)
+    ok, jpeg = cv2.imencode(".jpg", np.clip(blurred * 255, 0, 255).astype(np.uint8),
+                            [cv2.IMWRITE_JPEG_QUALITY, 25])
+    assert ok
+    return cv2.imdecode(jpeg, cv2.IMREAD_GRAYSCALE)
+
+
+@functools.cache
+def household_faces(fer2013: Path) -> dict[str, Samples]:
+    """The device's classifier on FER2013 test faces, as they are and through the household
+    camera: the same faces, the same true labels. Times number the faces per emotion."""
+    classifier = EmotionClassifier(Config().model_path("emotion"))
+    count = HOUSEHOLD_PER_EMOTION + EVALUATION_PER_EMOTION
+    rows: dict[str, list[tuple[np.ndarray, np.ndarray, int, int]]] = {"clean": [], "shifted": []}
+    for label, emotion in enumerate(classifier.labels):
+        for order, path in enumerate(face_files(fer2013, emotion, count, seed=7)):
+            face = cv2.resize(read_gray(path), classifier.input_size)
+            for domain, image in (("clean", face), ("shifted", household_camera(face))):
+                result = classifier.predict(image)
+                features = result.features if result.features is not None \
+                    else np.log(np.clip(result.probabilities, 1e-6, 1))
+                rows[domain].append((features, result.probabilities, label, order))
+    return {domain: Samples.of(*(np.array(column) for column in zip(*found, strict=True)))
+            for domain, found in rows.items()}
+
+
+def test_calibration_adapts_to_a_simulated_household(fer2013: Path) -> None:
+    """10 faces per emotion through the household's camera: accuracy on other faces of that
+    household rises by at least 5 points, and on the unshifted faces falls by at most 1."""
+    faces = household_faces(fer2013)
+    shifted, clean = faces["shifted"], faces["clean"]
+    taught = shifted.times < HOUSEHOLD_PER_EMOTION
+    calibration = fit(shifted.select(np.flatnonzero(taught)), CLASSES)
+    report = {}
+    for domain, samples in (("household", shifted), ("unshifted", clean)):
+        held = samples.select(np.flatnonzero(~taught))
+        after = calibration.logits(held.features, held.probabilities).argmax(axis=1)
+        report[domain] = figures(held.labels, held.probabilities.argmax(axis=1), after, CLASSES)
+    print(json.dumps({domain: f.as_dict() for domain, f in report.items()}))
+    household, unshifted = report["household"], report["unshifted"]
+    assert household.accuracy_after - household.accuracy_before >= 0.05
+    assert unshifted.accuracy_after - unshifted.accuracy_before >= -0.01
+
+
+# -- never an image -------------------------------------------------------------------------
+
+
+def assert_no_images(path: Path) -> None:
+    """`path` holds only small float rows: no pixel array (uint8, or 48×48-like) inside."""
+    with np.load(path, allow_pickle=False) as data:
+        for name in data.files:
+            array = data[name]
+            assert array.dtype != np.uint8, name
+            assert array.ndim <= 2 and (array.ndim < 2 or array.shape[1] <= 512), name
+
+
+def test_no_image_is_ever_written_while_calibrating(fer2013: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Teach, save and correct with real faces through the real classifier: the state
+    directory gains only the calibration file, which holds no pixels; no temporary file is
+    left and nothing calls an image writer."""
+    writes: list[str] = []
+    for name in ("imwrite", "imencode"):
+        monkeypatch.setattr(cv2, name, lambda *args, _n=name, **kw: writes.append(_n))
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
+    state = tmp_path / "state"
+    state.mkdir()
+    classifier = EmotionClassifier(Config().model_path("emotion"))
+    crops = {emotion: [cv2.resize(read_gray(p), classifier.input_size)
+                       for p in face_files(fer2013, emotion, 5)] for emotion in EMOTIONS}
+    clock = Clock()
+    service = CalibrationService(state, classifier.labels, "m1", StatusBoard(), clock=clock)
+    service.teach_start()
+    for i in range(400):
+        now_showing = service.teach_state().get("emotion", "neutral")
+        crop = crops[now_showing][i % 5]
+        service.observe_frame(clock.now, [classifier.predict(crop)])
+        clock.now += 0.1
+    service.teach_finish()
+    service.teach_save()
+    service.correct("sad", "neutral")
+    assert service.wait_idle(10)
+    assert writes == []
+    assert sorted(p.name for p in state.iterdir()) == ["calibration.npz"]
+    assert list(private_tmp.iterdir()) == []
+    assert_no_images(state / "calibration.npz")
+    stored_ = CalibrationStore(state).load()
+    assert stored_ is not None and len(stored_.samples) > 100
+    assert stored_.samples.features.shape[1] < crops["happy"][0].size
