@@ -98,7 +98,10 @@ class DaemonProcess:
         return cls(process)
 
     def read(self) -> list[str]:
-        chunk = self.process.stdout.read() or ""
+        try:
+            chunk = self.process.stdout.read() or ""
+        except TypeError:  # a non-blocking text read finding nothing at all yet (CPython bug)
+            chunk = ""
         self.lines += chunk.splitlines()
         return self.lines
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import paho.mqtt.client as mqtt
 import pytest
 
 from device import EMOTIONS
@@ -19,8 +20,8 @@ from device.calibration import (
     MAX_PER_CLASS,
     CalibrationStore,
     Samples,
-    StoreError,
     Stored,
+    StoreError,
     evaluate_cv,
     figures,
     fit,
@@ -28,9 +29,12 @@ from device.calibration import (
 from device.classifier import EmotionClassifier, Prediction
 from device.config import Config
 from device.controller import CalibrationUnavailable
+from device.pipeline import Analyser
 from device.status import StatusBoard
 from device.teach import CAPTURE_S, PROMPTS, READY_S, CalibrationService, TeachSession
-from tests.frames import face_files, read_gray
+from tests.conftest import Broker
+from tests.daemon_process import DaemonProcess, write_config
+from tests.frames import face_files, face_frame, read_gray, write_clip
 
 CLASSES = len(EMOTIONS)
 NEUTRAL, SAD = EMOTIONS.index("neutral"), EMOTIONS.index("sad")
@@ -339,3 +343,77 @@ def test_no_image_is_ever_written_while_calibrating(fer2013: Path, tmp_path: Pat
     stored_ = CalibrationStore(state).load()
     assert stored_ is not None and len(stored_.samples) > 100
     assert stored_.samples.features.shape[1] < crops["happy"][0].size
+
+
+# -- "wrong mood" end to end: the real daemon, a replayed clip, a real broker ---------------
+
+
+def misread_faces(fer2013: Path, count: int = 8) -> tuple[str, str, list[Path]]:
+    """(true emotion, what the shipped pipeline calls it, faces): test faces of one emotion
+    that the detector finds and the classifier confidently gets wrong, all the same way."""
+    analyser = Analyser.from_config(Config())
+    for emotion in ("neutral", "happy", "sad", "angry", "surprise", "fear"):
+        wrong: dict[str, list[Path]] = {}
+        for path in face_files(fer2013, emotion, 200, seed=3):
+            results = analyser.analyse(face_frame(read_gray(path)))
+            if not results:
+                continue
+            probs = results[0].prediction.probabilities
+            said = analyser.labels[int(np.argmax(probs))]
+            if said != emotion and probs.max() > 0.5:
+                wrong.setdefault(said, []).append(path)
+                if len(wrong[said]) == count:
+                    return emotion, said, wrong[said]
+    pytest.fail("the shipped model gets no emotion consistently wrong")
+
+
+@pytest.mark.slow
+def test_three_corrections_from_home_assistant_change_the_daemons_mood(
+        fer2013: Path, tmp_path: Path, mosquitto: Broker) -> None:
+    """Faces the shipped model misreads: the daemon settles on the wrong mood; three "Correct
+    mood" presses over MQTT later it reports the true one, on its log and on the broker,
+    with only features on disk and no temporary file left."""
+    truth, misread, faces = misread_faces(fer2013)
+    frames = [face_frame(read_gray(faces[i % len(faces)]), seed=i) for i in range(200)]
+    clip = write_clip(tmp_path / "misread.avi", frames, fps=10)
+    state, private_tmp = tmp_path / "state", tmp_path / "tmp"
+    private_tmp.mkdir()
+    config = write_config(tmp_path / "config.toml", state, clip, extra=f"""
+[mqtt]
+enabled = true
+host = "127.0.0.1"
+port = {mosquitto.port}
+base_topic = "mm"
+""")
+    daemon = DaemonProcess.start(config, "--loop", env={"TMPDIR": str(private_tmp)})
+    home_assistant = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="ha")
+    moods: list[str] = []
+    home_assistant.on_message = lambda _c, _u, message: moods.append(message.payload.decode())
+    home_assistant.connect("127.0.0.1", mosquitto.port)
+    home_assistant.subscribe("mm/mood")
+    home_assistant.loop_start()
+    try:
+        daemon.wait_for(f"mood changed: None -> {misread}", timeout=60)
+        home_assistant.publish("mm/correct_to/set", truth, qos=1).wait_for_publish(5)
+        for presses in range(1, 4):
+            home_assistant.publish("mm/correct/set", "PRESS", qos=1).wait_for_publish(5)
+            deadline = time.monotonic() + 20
+            while sum("calibration: refitted" in line for line in daemon.read()) < presses:
+                assert time.monotonic() < deadline, "\n".join(daemon.lines[-30:])
+                time.sleep(0.1)
+        daemon.wait_for(f"mood changed: {misread} -> {truth}", timeout=30)
+        deadline = time.monotonic() + 10
+        while not moods or moods[-1] != truth:
+            assert time.monotonic() < deadline, moods
+            time.sleep(0.1)
+    finally:
+        home_assistant.loop_stop()
+        home_assistant.disconnect()
+        daemon.kill()
+    assert sum(f"relabelled {truth}" in line for line in daemon.lines) == 3
+    assert [p.name for p in state.iterdir() if p.name.startswith("calibration")] == [
+        "calibration.npz"]
+    assert not any(p.suffix.lower() in (".jpg", ".jpeg", ".png", ".avi") for p in
+                   state.rglob("*"))
+    assert_no_images(state / "calibration.npz")
+    assert list(private_tmp.iterdir()) == []
