@@ -299,9 +299,10 @@ class CalibrationService:
         with self._lock:
             samples = self._finished_session().samples(self._wall_clock())
         if not len(samples):
-            return {"samples": 0, "counts": [0] * len(self.labels)}
+            return {"samples": 0, "counts": dict.fromkeys(self.labels, 0)}
         started = time.perf_counter()
         result = evaluate_cv(samples, len(self.labels)).as_dict()
+        result["counts"] = dict(zip(self.labels, result["counts"], strict=True))
         logger.info("calibration: teach session of %d samples, cross-validated accuracy "
                     "%.0f%% -> %.0f%% (%.2f s)", len(samples), 100 * result["accuracy_before"],
                     100 * result["accuracy_after"], time.perf_counter() - started)

@@ -206,7 +206,7 @@ def test_teach_finish_save_and_reset(tmp_path: Path) -> None:
     faces = synthetic(30)
     teach(service, clock, faces)
     result = service.teach_finish()
-    assert result["samples"] == sum(result["counts"]) > 100
+    assert result["samples"] == sum(result["counts"].values()) > 100
     assert result["accuracy_before"] == pytest.approx(1 / 7, abs=0.01)
     assert result["accuracy_after"] > 0.8
     assert service.teach_save() == result["samples"]

@@ -60,7 +60,7 @@ def create_app(
     `spotify` defaults to the real client (device.spotify, pointed at `[spotify] api_url`);
     `snapshot` None hides the camera preview.
     """
-    from web_config import pages, spotify_pages
+    from web_config import pages, spotify_pages, teach_pages
 
     app = Flask(__name__)
     app.jinja_env.filters["date"] = _date
@@ -79,4 +79,5 @@ def create_app(
     security.install(app, key, password_is_set=app.extensions["moodmelody"].password_is_set)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(spotify_pages.blueprint)
+    app.register_blueprint(teach_pages.blueprint)
     return app

@@ -125,3 +125,66 @@ document.addEventListener("DOMContentLoaded", () => {
   wireFormTests();
   wireSnapshot();
 });
+
+// "Teach it your faces": start, follow the prompts, then show the before/after figures.
+function wireTeach() {
+  const root = document.querySelector("[data-teach]");
+  if (!root) return;
+  const $ = (name) => root.querySelector(`[data-teach-${name}]`);
+  const percent = (v) => `${Math.round((v || 0) * 100)} %`;
+  function fail(message) {
+    $("error").hidden = false;
+    $("error").textContent = message;
+  }
+  async function showResult() {
+    const response = await postJson(root.dataset.teachFinish, {});
+    const result = await response.json();
+    if (!response.ok) { fail(result.error || "failed"); return; }
+    $("live").hidden = true;
+    $("result").hidden = false;
+    $("before").textContent = percent(result.accuracy_before);
+    $("after").textContent = percent(result.accuracy_after);
+    $("counts").replaceChildren(...Object.entries(result.counts || {}).map(([emotion, n]) => {
+      const li = document.createElement("li");
+      li.textContent = `${emotion}: ${n} frames`;
+      return li;
+    }));
+  }
+  async function poll() {
+    const response = await fetch(root.dataset.teach, { credentials: "same-origin" });
+    const state = await response.json();
+    if (!response.ok) { fail(state.error || "failed"); return; }
+    if (!state.active) { showResult(); return; }
+    $("instruction").textContent = state.recording ? state.instruction : `Next: ${state.instruction}`;
+    $("countdown").textContent = `${Math.ceil(state.seconds_left)} s`;
+    $("face").textContent = state.face_found ? "yes" : "no";
+    setTimeout(poll, 250);
+  }
+  $("go").addEventListener("click", async () => {
+    $("error").hidden = true;
+    $("result").hidden = true;
+    const response = await postJson(root.dataset.teachStart, {});
+    if (!response.ok) { fail((await response.json()).error || "failed"); return; }
+    $("go").hidden = true;
+    $("live").hidden = false;
+    poll();
+  });
+}
+
+// The status page's "Wrong mood? It was …".
+function wireCorrect() {
+  const form = document.querySelector("[data-correct]");
+  if (!form) return;
+  const result = form.querySelector("[data-correct-result]");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const response = await postJson(form.dataset.correct, { right: form.elements.right.value });
+    const answer = await response.json();
+    result.textContent = response.ok ? `Thanks: ${answer.frames} frames relabelled.` : answer.error;
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  wireTeach();
+  wireCorrect();
+});
