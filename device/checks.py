@@ -66,4 +66,7 @@ def run_checks(config_path: Path) -> list[CheckLine]:
         from device.mqtt import check as mqtt_check
 
         lines.extend(mqtt_check(config))
+    from device.teach import check as calibration_check
+
+    lines.extend(calibration_check(config))
     return lines

@@ -31,6 +31,7 @@ from device.calibration import (
     log_probabilities,
 )
 from device.classifier import Prediction
+from device.config import Config
 from device.controller import CalibrationUnavailable, Controller
 from device.status import StatusBoard
 
@@ -369,3 +370,20 @@ class CalibrationService:
     def wait_idle(self, timeout: float) -> bool:
         """True once no refit is pending or running (tests, reset)."""
         return self._idle.wait(timeout)
+
+
+def check(config: Config) -> list[tuple[str, bool, str]]:
+    """`moodmelody check`: is there a household calibration, and is it for this model?"""
+    store = CalibrationStore(config.state_dir())
+    try:
+        stored = store.load()
+    except StoreError as err:
+        return [("calibration", False, f"{err} (Reset on the Teach page removes it)")]
+    if stored is None:
+        return [("calibration", True, "none: the shipped model as is")]
+    model = config.model_path("emotion")
+    current = model_id(model, stored.model_id.endswith(":features")) if model.exists() else ""
+    if stored.model_id != current:
+        return [("calibration", False, "made for another emotion model: teach it again")]
+    when = time.strftime("%Y-%m-%d", time.localtime(stored.saved_at))
+    return [("calibration", True, f"{len(stored.samples)} samples of the household, {when}")]

@@ -417,3 +417,18 @@ base_topic = "mm"
                    state.rglob("*"))
     assert_no_images(state / "calibration.npz")
     assert list(private_tmp.iterdir()) == []
+
+
+def test_check_reports_the_household_calibration(tmp_path: Path) -> None:
+    """`moodmelody check`: none, one for this model, one for another model."""
+    from device.config import apply_changes
+    from device.teach import check, model_id
+
+    config = apply_changes(Config(), {"paths": {"state_dir": str(tmp_path)}})
+    assert check(config) == [("calibration", True, "none: the shipped model as is")]
+    current = model_id(config.model_path("emotion"), has_features=True)
+    CalibrationStore(tmp_path).save(stored(synthetic(5), model=current))
+    assert check(config)[0][:2] == ("calibration", True)
+    assert "35 samples" in check(config)[0][2]
+    CalibrationStore(tmp_path).save(stored(synthetic(5), model="other:features"))
+    assert check(config)[0][:2] == ("calibration", False)
