@@ -7,7 +7,7 @@ DATA ?= ../shared/datasets/fer2013
 APT_TEST_PACKAGES := mosquitto chromium chromium-driver systemd shellcheck
 HOST ?= pi@moodmelody.local
 
-.PHONY: setup setup-test run test lint check bench train evaluate face-model install deploy clean
+.PHONY: setup setup-test run test lint check bench soak train evaluate face-model install deploy clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -41,6 +41,10 @@ check: test
 
 bench: setup-test
 	$(PY) -m bench.run
+
+# The daemon in real time on a looped clip; MINUTES=10 by default.
+soak: setup-test
+	$(PY) -m bench.soak --minutes $(or $(MINUTES),10)
 
 train: setup-test
 	$(PY) -m training.train --data $(DATA) $(ARGS)
