@@ -4,6 +4,7 @@ in test_mqtt.py)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -11,6 +12,8 @@ import time
 from pathlib import Path
 
 from device.config import Config, apply_changes, load_config, save_config
+from device.spotify_auth import TOKEN_FILE, LinkError, SpotifyAuth
+from tests.fake_spotify import FakeSpotify, config_for, link
 
 WRITER = """
 import sys
@@ -46,3 +49,51 @@ def test_sigkill_mid_write_leaves_the_old_or_the_new_file_never_a_torn_one(
     # A kill between creating and renaming the temporary file can leave it behind; it is
     # never read (a dot-file with .tmp), and the next save of the same name still works.
     assert all(name.startswith(".config.toml.") and name.endswith(".tmp") for name in leftovers)
+
+
+REFRESHER = """
+import sys
+from pathlib import Path
+from device.config import load_config
+from device.spotify_auth import SpotifyAuth
+config = load_config(sys.argv[1])
+auth = SpotifyAuth(config, config.state_dir())
+print("refreshing", flush=True)
+while True:
+    auth.access_token()
+"""
+
+
+def test_sigkill_mid_token_refresh_never_tears_the_token_file(
+        tmp_path: Path, fake_spotify: FakeSpotify) -> None:
+    """Killed while saving a refreshed token, the device still has a whole token file: it
+    works, or, if the kill fell between Spotify rotating the refresh token and our save
+    (Spotify has then retired the one we kept), it says "log in again"; it never crashes
+    on a half-written file. Refreshing flat out, as here, makes that window most of the
+    time; the device refreshes once an hour."""
+    fake_spotify.token_lifetime_s = 30  # inside the expiry margin: every call refreshes
+    config = config_for(fake_spotify, tmp_path / "state")
+    link(fake_spotify, config)
+    config_path = tmp_path / "config.toml"
+    save_config(config, config_path)
+    token_file = tmp_path / "state" / TOKEN_FILE
+    outcomes = []
+    for attempt in range(8):
+        refresher = subprocess.Popen([sys.executable, "-c", REFRESHER, str(config_path)],
+                                     stdout=subprocess.PIPE, text=True)
+        assert refresher.stdout.readline().strip() == "refreshing"
+        time.sleep(0.1 + attempt * 0.037)
+        refresher.send_signal(signal.SIGKILL)
+        refresher.wait(5)
+        refresher.stdout.close()
+        tokens = json.loads(token_file.read_text())  # whole: parses, with every field
+        assert {"access_token", "refresh_token", "expires_at", "consent_at"} <= set(tokens)
+        try:
+            SpotifyAuth(config, tmp_path / "state").access_token()
+            outcomes.append("works")
+        except LinkError:
+            outcomes.append("log in again")
+            link(fake_spotify, config)
+    print(f"\nafter SIGKILL mid-refresh: {outcomes.count('works')} still linked, "
+          f"{outcomes.count('log in again')} asked to log in again, 0 torn files")
+    assert "works" in outcomes
