@@ -270,10 +270,16 @@ class Daemon:
         calibrated = self.calibration.observe_frame(now, [r.prediction for r in results])
         combined = combine_faces(
             [(r.face.area, probs) for r, probs in zip(results, calibrated, strict=True)], follow)
-        events = self.machine.observe(now, combined)
+        self.follow(now, combined, len(results))
+
+    def follow(self, now: float, probabilities: Any, faces: int) -> None:
+        """One analysed frame's outcome (the followed probabilities, or None for no face)
+        into the mood machine, the status, and on to the player."""
+        assert self.machine is not None
+        events = self.machine.observe(now, probabilities)
         scores = {k: round(v, 3) for k, v in self.machine.scores().items()}
-        top = max(scores, key=scores.__getitem__) if scores and results else None
-        self.status.update(faces=len(results), scores=scores,
+        top = max(scores, key=scores.__getitem__) if scores and faces else None
+        self.status.update(faces=faces, scores=scores,
                            emotion=top, confidence=scores[top] if top else 0.0)
         for event in events:
             self._on_event(event)
