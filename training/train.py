@@ -1,9 +1,10 @@
 """Train the emotion model on FER2013 and export it to int8 TFLite: ``python -m training.train``.
 
-Checkpoints go to ``runs/<name>/`` (``last.keras`` every epoch, ``best.keras`` on the best
-validation accuracy, ``history.csv``, ``state.json``); ``--resume`` continues an interrupted run
-from ``last.keras`` with the same batches it would have seen. The validation split is carved
-out of Training; the test split is only used for the final figures.
+Checkpoints go to ``runs/<name>/``: ``last.keras`` every epoch, ``best.keras`` on the best
+validation accuracy, ``state.json`` (history, command, machine, time) and ``curves.png``.
+``--resume`` continues an interrupted run from ``last.keras`` with the batches it would have seen
+(dropout masks are drawn afresh). The validation split is carved out of Training; the test split
+is used only for the final figures.
 """
 
 from __future__ import annotations
