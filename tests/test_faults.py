@@ -12,7 +12,10 @@ import time
 from pathlib import Path
 
 from device.config import Config, apply_changes, load_config, save_config
+from device.player import Intent
+from device.spotify import SpotifyPlayer
 from device.spotify_auth import TOKEN_FILE, LinkError, SpotifyAuth
+from device.status import StatusBoard
 from tests.fake_spotify import FakeSpotify, config_for, link
 
 WRITER = """
@@ -96,3 +99,25 @@ def test_sigkill_mid_token_refresh_never_tears_the_token_file(
             link(fake_spotify, config)
     print(f"\nafter SIGKILL mid-refresh: {outcomes.count('works')} still linked, "
           f"{outcomes.count('log in again')} asked to log in again, 0 torn files")
+
+
+def test_after_a_restart_what_we_started_is_not_restarted(
+        tmp_path: Path, fake_spotify: FakeSpotify) -> None:
+    """The daemon comes back (crash, SIGKILL, upgrade) while its playlist still plays: the
+    same mood must not jump back to the playlist's start."""
+    fake_spotify.add_device("Living Room")
+    happy = fake_spotify.add_playlist("Happy songs")
+    config = config_for(fake_spotify, tmp_path / "state",
+                        spotify={"device_name": "Living Room"}, playlists={"happy": happy})
+    link(fake_spotify, config)
+    intent = Intent(play=True, mood="happy", context_uri=happy, reason="happy held 8 s")
+    before = SpotifyPlayer(config, StatusBoard(), tmp_path / "state")
+    before.apply(intent)
+    before.close()  # the process dies here
+    plays = len(fake_spotify.calls("PUT", "/v1/me/player/play"))
+    assert plays == 1 and fake_spotify.playback.context_uri == happy
+    after = SpotifyPlayer(config, StatusBoard(), tmp_path / "state")
+    after.apply(intent)
+    after.close()
+    assert len(fake_spotify.calls("PUT", "/v1/me/player/play")) == plays
+    assert fake_spotify.playback.is_playing
