@@ -18,6 +18,17 @@ from device.spotify_auth import TOKEN_FILE, LinkError, SpotifyAuth
 from device.status import StatusBoard
 from tests.fake_spotify import FakeSpotify, config_for, link
 
+def kill_while_writing(script: str, argument: Path, after_s: float) -> None:
+    """Run `script` until it says it has started, let it write for `after_s`, SIGKILL it."""
+    process = subprocess.Popen([sys.executable, "-c", script, str(argument)],
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "writing"
+    time.sleep(after_s)
+    process.send_signal(signal.SIGKILL)
+    process.wait(5)
+    process.stdout.close()
+
+
 WRITER = """
 import sys
 from device.config import Config, apply_changes, save_config
@@ -38,13 +49,7 @@ def test_sigkill_mid_write_leaves_the_old_or_the_new_file_never_a_torn_one(
     path = tmp_path / "config.toml"
     save_config(apply_changes(Config(), {"mqtt": {"host": "broker0.lan"}}), path)
     for attempt in range(15):
-        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)],
-                                  stdout=subprocess.PIPE, text=True)
-        assert writer.stdout.readline().strip() == "writing"
-        time.sleep(0.05 + attempt * 0.013)
-        writer.send_signal(signal.SIGKILL)
-        writer.wait(5)
-        writer.stdout.close()
+        kill_while_writing(WRITER, path, 0.05 + attempt * 0.013)
         config = load_config(path)  # raises if torn
         assert config.mqtt.host.startswith("broker")
         assert config.mqtt.password == "x" * len(config.mqtt.password)
@@ -61,7 +66,7 @@ from device.config import load_config
 from device.spotify_auth import SpotifyAuth
 config = load_config(sys.argv[1])
 auth = SpotifyAuth(config, config.state_dir())
-print("refreshing", flush=True)
+print("writing", flush=True)
 while True:
     auth.access_token()
 """
@@ -82,13 +87,7 @@ def test_sigkill_mid_token_refresh_never_tears_the_token_file(
     token_file = tmp_path / "state" / TOKEN_FILE
     outcomes = []
     for attempt in range(8):
-        refresher = subprocess.Popen([sys.executable, "-c", REFRESHER, str(config_path)],
-                                     stdout=subprocess.PIPE, text=True)
-        assert refresher.stdout.readline().strip() == "refreshing"
-        time.sleep(0.1 + attempt * 0.037)
-        refresher.send_signal(signal.SIGKILL)
-        refresher.wait(5)
-        refresher.stdout.close()
+        kill_while_writing(REFRESHER, config_path, 0.1 + attempt * 0.037)
         tokens = json.loads(token_file.read_text())  # whole: parses, with every field
         assert {"access_token", "refresh_token", "expires_at", "consent_at"} <= set(tokens)
         try:
