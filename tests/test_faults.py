@@ -18,6 +18,7 @@ from device.spotify_auth import TOKEN_FILE, LinkError, SpotifyAuth
 from device.status import StatusBoard
 from tests.fake_spotify import FakeSpotify, config_for, link
 
+
 def kill_while_writing(script: str, argument: Path, after_s: float) -> None:
     """Run `script` until it says it has started, let it write for `after_s`, SIGKILL it."""
     process = subprocess.Popen([sys.executable, "-c", script, str(argument)],

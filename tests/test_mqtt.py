@@ -172,8 +172,9 @@ def test_per_entity_discovery_when_device_discovery_is_off(
     """For Home Assistant before 2024.11: one retained config per entity."""
     rig = make_rig(device_discovery=False).start()
     topics = [rig.layout.discovery_topic(e) for e in ENTITIES]
-    found = wait_until(lambda: (r := retained(mosquitto.port, *topics)) and len(r) == len(ENTITIES) and r,
-                       f"{len(ENTITIES)} discovery messages")
+    found = wait_until(
+        lambda: (r := retained(mosquitto.port, *topics)) and len(r) == len(ENTITIES) and r,
+        f"{len(ENTITIES)} discovery messages")
     assert json.loads(found[topics[0]])["uniq_id"] == f"moodmelody_{DEVICE_ID}_emotion"
 
 
