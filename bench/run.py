@@ -44,7 +44,7 @@ def bench_frames(count: int = 70) -> list[np.ndarray]:
     rng = np.random.default_rng(3)
     frames = []
     for i in range(count):
-        path = face_files(FER2013, EMOTIONS[i % len(EMOTIONS)], count, seed=4)[i]
+        path = face_files(FER2013, EMOTIONS[i % len(EMOTIONS)], count, seed=4)[i // len(EMOTIONS)]
         size = int(rng.integers(150, 260))
         centre = (int(rng.integers(size // 2, 640 - size // 2)),
                   int(rng.integers(size // 2, 480 - size // 2)))
@@ -61,17 +61,16 @@ def time_pipeline(frames: list[np.ndarray]) -> dict[str, object]:
     analyser = Analyser.from_config(Config())  # threads = 1, the device default
     for frame in frames[:5]:
         analyser.analyse(frame)  # warm-up
-    detect, emotion, total, cpu = [], [], [], []
+    detect, total, cpu = [], [], []
     for frame in frames:
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        faces = analyser.detector.detect(frame)
-        t1 = time.perf_counter()
-        analyser.analyse(frame)  # the full step as the daemon runs it
-        t2 = time.perf_counter()
+        t0 = time.perf_counter()
+        analyser.detector.detect(frame)
+        detect.append((time.perf_counter() - t0) * 1000)
+        cpu0, t1 = time.process_time(), time.perf_counter()
+        analyser.analyse(frame)  # the whole step as the daemon runs it
+        total.append((time.perf_counter() - t1) * 1000)
         cpu.append((time.process_time() - cpu0) * 1000)
-        detect.append((t1 - t0) * 1000)
-        total.append((t2 - t1) * 1000)
-        emotion.append(max(total[-1] - detect[-1], 0.0) if faces else 0.0)
+    emotion = [max(t - d, 0.0) for t, d in zip(total, detect, strict=True)]
     return {"detect_ms": percentiles(detect), "emotion_ms": percentiles(emotion),
             "total_ms": percentiles(total), "cpu_ms_per_frame": percentiles(cpu),
             "max_fps": round(1000 / statistics.median(total), 1)}
@@ -156,33 +155,51 @@ state_dir = "{workdir / 'state'}"
             "rss_mb_max": round(max(r for r, _ in samples), 1),
             "threads": max(t for _, t in samples),
             "analysis_fps": fps[-1] if fps else 0.0,
-            "reaction": reaction_delays(daemon.lines)}
+            "reaction": reaction_delays(workdir, daemon.lines)}
 
 
-def reaction_delays(lines: list[str]) -> dict[str, object]:
-    """Expression change → mood change → play call, from the daemon's own log.
+def reaction_delays(workdir: Path, play_lines: list[str]) -> dict[str, object]:
+    """Expression change → mood change → play call.
 
-    The clip alternates every 10 s; each mood change's delay after its switch, less the
-    dwell, is the smoothing and threshold lag. The play call's delay is read from the
-    log's millisecond timestamps."""
+    The lag after the dwell comes from a flat-out replay (media time: the faces switch
+    every 10 s, so each change's lag is exact); the play call's delay after the mood
+    change from the real-time run's millisecond log timestamps."""
+    clip = build_clip(workdir / "switches.avi", FER2013,
+                      [("neutral", 10.0), ("happy", 10.0)] * 3, fps=10)
+    config = workdir / "fast.toml"
+    config.write_text(f"""
+[camera]
+source = "{clip}"
+[mood]
+dwell_s = {DWELL_S}
+min_switch_interval_s = 0.0
+[web]
+enabled = false
+[paths]
+state_dir = "{workdir / 'fast-state'}"
+""")
+    daemon = DaemonProcess.start(config, "--fast")
+    try:
+        daemon.wait_for("ended", timeout=120)
+        daemon.terminate()
+    finally:
+        daemon.kill()
+    changes = [t for kind, _, t in daemon.events() if kind == "mood"]
+    lags = [t - (t // 10.0) * 10.0 - DWELL_S for t in changes[1:]]
+
     stamp = re.compile(r"^\S+ (\d\d):(\d\d):(\d\d),(\d{3}) ")
 
     def at(line: str) -> float:
         h, m, s, ms = map(int, stamp.match(line).groups())
         return h * 3600 + m * 60 + s + ms / 1000
 
-    changes = [i for i, line in enumerate(lines) if "mood changed:" in line]
-    first_t = None
-    lags, play_ms = [], []
-    for i in changes:
-        t = float(re.search(r"at t=([\d.]+) s", lines[i]).group(1))
-        first_t = t if first_t is None else first_t
-        play = next((j for j in range(i, len(lines)) if "dry-run player: play" in lines[j]),
-                    None)
-        if play is not None:
-            play_ms.append((at(lines[play]) - at(lines[i])) * 1000)
-        if t - first_t > 5:  # later changes follow a switch at a multiple of 10 s
-            lags.append(((t - first_t) % 10.0) - DWELL_S)
+    play_ms = []
+    for i, line in enumerate(play_lines):
+        if "mood changed:" in line:
+            play = next((later for later in play_lines[i:] if "dry-run player: play" in later),
+                        None)
+            if play is not None:
+                play_ms.append((at(play) - at(line)) * 1000)
     return {"mood_changes": len(changes),
             "expression_to_mood_s_minus_dwell": percentiles(lags) if lags else None,
             "mood_to_play_call_ms": percentiles(play_ms) if play_ms else None}
