@@ -108,6 +108,6 @@ class EmotionClassifier:
         return Prediction(probabilities, features)
 
     def describe(self) -> str:
-        accuracy = self.metadata.get("metrics", {}).get("int8_accuracy")
-        figure = f", PublicTest accuracy {accuracy:.1%}" if isinstance(accuracy, float) else ""
+        accuracy = self.metadata.get("evaluation", {}).get("int8", {}).get("accuracy")
+        figure = f", {accuracy:.1%} on FER2013 PublicTest" if isinstance(accuracy, float) else ""
         return f"{len(self.labels)} emotions at {self.input_size[0]}×{self.input_size[1]}{figure}"
