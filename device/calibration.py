@@ -7,7 +7,10 @@ correction to the shipped model's logits:
 
 a multinomial logistic regression whose weights start at the shipped head and are held
 towards it by an L2 penalty on (dW, db), so a handful of samples moves the model only as
-far as they justify. The loss is summed over samples: more evidence, a larger move. Classes
+far as they justify. The correction is applied in full only to faces that resemble the
+household's samples (within `reach` of their mean, in the same scaled units) and fades out
+beyond, so it never extrapolates to faces and light it has not seen: those keep the
+shipped behaviour. The loss is summed over samples: more evidence, a larger move. Classes
 without a sample keep their shipped logits exactly (their columns are not fitted). When the
 model exports no features, the log-probabilities serve as features.
 
@@ -29,17 +32,21 @@ from device.atomic import write_atomic
 
 logger = logging.getLogger(__name__)
 
-STRENGTH = 2.0
+STRENGTH = 4.0
 """L2 penalty on the correction. Inputs are scaled to unit mean norm and the loss is summed
-over samples, so the shipped model weighs about as much as a couple of samples per class:
-ten faces of a class already move it, one stray frame hardly does."""
+over samples, so the shipped model weighs about as much as a few samples per class: ten
+faces of a class already move it, one stray frame hardly does."""
+REACH_QUANTILE = 0.8
+"""The correction applies in full within this quantile of the samples' own distances."""
+FADE = 0.25
+"""Beyond the reach it fades linearly to nothing over this fraction of the reach."""
 ITERATIONS = 400
 TOLERANCE = 1e-6  # stop once no parameter moves more than this in a step
 MAX_PER_CLASS = 300
 """Samples kept per class in the household store; the oldest go first."""
 MIN_PROBABILITY = 1e-6
 STORE_FILE = "calibration.npz"
-STORE_VERSION = 1
+STORE_VERSION = 2
 
 
 def log_probabilities(probabilities: np.ndarray) -> np.ndarray:
@@ -118,10 +125,13 @@ class Calibration:
     scale: float
     weights: np.ndarray  # dW [F, C]
     bias: np.ndarray  # db [C]
+    reach: float  # scaled distance from `mean` within which the correction applies in full
 
     def logits(self, features: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
         inputs = (np.asarray(features, np.float64) - self.mean) / self.scale
-        return log_probabilities(probabilities) + inputs @ self.weights + self.bias
+        distance = np.linalg.norm(inputs, axis=-1, keepdims=True)
+        weight = np.clip((self.reach * (1 + FADE) - distance) / (self.reach * FADE), 0.0, 1.0)
+        return log_probabilities(probabilities) + weight * (inputs @ self.weights + self.bias)
 
     def apply(self, features: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for one face ([F], [C]) or many ([n, F], [n, C])."""
@@ -161,7 +171,10 @@ def fit(samples: Samples, classes: int, strength: float = STRENGTH,
             params = updated
             if moved < TOLERANCE:
                 break
-    return Calibration(mean, scale, params[:-1], params[-1])
+    distances = np.linalg.norm(inputs[:, :-1], axis=1)
+    # At least the samples' own spread (1 in these units), also when there are too few of them.
+    reach = max(float(np.quantile(distances, REACH_QUANTILE)) if len(samples) else 0.0, 1.0)
+    return Calibration(mean, scale, params[:-1], params[-1], reach)
 
 
 @dataclass(frozen=True)
@@ -251,7 +264,8 @@ class CalibrationStore:
     def save(self, stored: Stored) -> None:
         meta = {"version": STORE_VERSION, "labels": list(stored.labels),
                 "model_id": stored.model_id, "saved_at": stored.saved_at,
-                "counts": stored.counts(), "scale": stored.calibration.scale}
+                "counts": stored.counts(), "scale": stored.calibration.scale,
+                "reach": stored.calibration.reach}
         buffer = io.BytesIO()
         np.savez_compressed(
             buffer, meta=np.array(json.dumps(meta)),
@@ -271,7 +285,7 @@ class CalibrationStore:
                 samples = Samples.of(data["features"], data["probabilities"], data["labels"],
                                      data["times"])
                 calibration = Calibration(data["mean"], float(meta["scale"]), data["weights"],
-                                          data["bias"])
+                                          data["bias"], float(meta["reach"]))
                 return Stored(samples, calibration, tuple(meta["labels"]), str(meta["model_id"]),
                               float(meta["saved_at"]))
         except FileNotFoundError:
