@@ -118,15 +118,18 @@ def test_short_training_exports_a_model_the_device_runtime_loads(
     from training.pipeline import normalize
 
     faces = load_split(dataset, "test").images[::7]
-    float_scores = keras.models.load_model(tmp_path / "run" / "best.keras")(
-        normalize(faces[..., None])
-    )
+    float_model = keras.models.load_model(tmp_path / "run" / "best.keras")
+    float_scores = float_model(normalize(faces[..., None]))
     int8_scores = np.stack([model(face)[0] for face in faces])
     np.testing.assert_allclose(int8_scores, np.asarray(float_scores), atol=0.05)
 
-    # Resuming a finished run trains no further.
+    # Resuming a finished run trains no further; a restart starts from its weights.
     assert train.main([*common, *recipe, "--resume", "--no-export"]) == 0
     assert json.loads((tmp_path / "run" / "state.json").read_text())["epoch"] == 1
+    restart = ["--run", str(tmp_path / "restart"), "--init", str(tmp_path / "run" / "best.keras")]
+    assert train.main([*common, *recipe, *restart, "--learning-rate", "0", "--no-export"]) == 0
+    restarted = keras.models.load_model(tmp_path / "restart" / "last.keras")
+    np.testing.assert_array_equal(restarted.get_weights()[0], float_model.get_weights()[0])
 
     assert evaluate.main(["--model", str(stem.with_suffix(".tflite")), "--data", str(dataset)]) == 0
     assert (stem.parent / "emotion_int8_confusion.png").is_file()

@@ -54,6 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=0, help="use only N training images (tests)")
     p.add_argument("--threads", type=int, default=2, help="TensorFlow intra/inter-op threads")
     p.add_argument("--cache-dir", type=Path, default=None)
+    p.add_argument(
+        "--init", type=Path, default=None, help="start from this checkpoint's weights (a restart)"
+    )
     p.add_argument("--representative", type=int, default=500, help="images for calibration")
     for key, value in RECIPE_DEFAULTS.items():
         flag = "--" + key.replace("_", "-")
@@ -184,10 +187,13 @@ def main(argv: list[str] | None = None) -> int:
         log.info("resuming %s at epoch %d", run_dir, state["epoch"])
     else:
         model = build_compiled(recipe, steps)
+        if args.init:  # weights only: the optimizer and its schedule start afresh
+            model.set_weights(keras.models.load_model(args.init).get_weights())
         state = {
             "recipe": recipe,
             "data": describe(args.data),
             "limit": args.limit,
+            "init": str(args.init) if args.init else None,
             "command": " ".join([Path(sys.executable).name, "-m", "training.train", *sys.argv[1:]]),
             "machine": machine(),
             "epoch": 0,
@@ -230,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             "class_counts": dict(zip(EMOTIONS, counts.tolist(), strict=True)),
             "validation": f"{args.val_fraction:.0%} of Training, stratified, seed {args.seed}",
             "epochs": state["epoch"],
+            "init": state.get("init"),
             "best_epoch": state["best_epoch"],
             "best_val_accuracy": round(state["best_val_accuracy"], 4),
             "seconds": round(state.get("seconds", 0.0)),
