@@ -7,10 +7,10 @@ correction to the shipped model's logits:
 
 a multinomial logistic regression whose weights start at the shipped head and are held
 towards it by an L2 penalty on (dW, db), so a handful of samples moves the model only as
-far as they justify. The correction is applied in full only to faces that resemble the
-household's samples (within `reach` of their mean, in the same scaled units) and fades out
-beyond, so it never extrapolates to faces and light it has not seen: those keep the
-shipped behaviour. The loss is summed over samples: more evidence, a larger move. Classes
+far as they justify. The correction is applied in full only to faces near one of the
+household's samples (within `reach`, the typical distance between neighbouring samples)
+and fades out beyond, so it never extrapolates to faces and light it has not seen: those
+keep the shipped behaviour. The loss is summed over samples: more evidence, a larger move. Classes
 without a sample keep their shipped logits exactly (their columns are not fitted). When the
 model exports no features, the log-probabilities serve as features.
 
@@ -37,8 +37,10 @@ STRENGTH = 4.0
 over samples, so the shipped model weighs about as much as a few samples per class: ten
 faces of a class already move it, one stray frame hardly does."""
 REACH_QUANTILE = 0.8
-"""The correction applies in full within this quantile of the samples' own distances."""
-FADE = 0.25
+"""The correction applies in full within this quantile of the distances from each sample to
+its nearest other sample."""
+REACH_SUBSAMPLE = 500  # samples whose nearest neighbour sets the reach (keeps the fit fast)
+FADE = 0.5
 """Beyond the reach it fades linearly to nothing over this fraction of the reach."""
 ITERATIONS = 400
 TOLERANCE = 1e-6  # stop once no parameter moves more than this in a step
@@ -125,17 +127,35 @@ class Calibration:
     scale: float
     weights: np.ndarray  # dW [F, C]
     bias: np.ndarray  # db [C]
-    reach: float  # scaled distance from `mean` within which the correction applies in full
+    anchors: np.ndarray  # [n, F] the samples, scaled like the inputs
+    reach: float  # distance to the nearest anchor within which the correction applies in full
+
+    def scaled(self, features: np.ndarray) -> np.ndarray:
+        return (np.asarray(features, np.float64) - self.mean) / self.scale
 
     def logits(self, features: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-        inputs = (np.asarray(features, np.float64) - self.mean) / self.scale
-        distance = np.linalg.norm(inputs, axis=-1, keepdims=True)
-        weight = np.clip((self.reach * (1 + FADE) - distance) / (self.reach * FADE), 0.0, 1.0)
+        inputs = self.scaled(features)
+        distance = nearest_distance(np.atleast_2d(inputs), self.anchors).reshape(
+            (*inputs.shape[:-1], 1))
+        fade = max(self.reach * FADE, 1e-9)  # no reach (under two samples): no correction
+        weight = np.clip((self.reach * (1 + FADE) - distance) / fade, 0.0, 1.0)
         return log_probabilities(probabilities) + weight * (inputs @ self.weights + self.bias)
 
     def apply(self, features: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for one face ([F], [C]) or many ([n, F], [n, C])."""
         return _softmax(self.logits(features, probabilities))
+
+
+def nearest_distance(points: np.ndarray, anchors: np.ndarray,
+                     exclude_self: bool = False) -> np.ndarray:
+    """For each row of `points`, the distance to its nearest row of `anchors`."""
+    if not len(anchors):
+        return np.full(len(points), np.inf)
+    squared = ((points**2).sum(1)[:, None] + (anchors**2).sum(1)[None, :]
+               - 2 * points @ anchors.T)
+    if exclude_self:  # points are the first rows of anchors
+        squared[np.arange(len(points)), np.arange(len(points))] = np.inf
+    return np.sqrt(np.clip(squared.min(axis=1), 0.0, None))
 
 
 def fit(samples: Samples, classes: int, strength: float = STRENGTH,
@@ -171,10 +191,18 @@ def fit(samples: Samples, classes: int, strength: float = STRENGTH,
             params = updated
             if moved < TOLERANCE:
                 break
-    distances = np.linalg.norm(inputs[:, :-1], axis=1)
-    # At least the samples' own spread (1 in these units), also when there are too few of them.
-    reach = max(float(np.quantile(distances, REACH_QUANTILE)) if len(samples) else 0.0, 1.0)
-    return Calibration(mean, scale, params[:-1], params[-1], reach)
+    anchors = inputs[:, :-1]
+    return Calibration(mean, scale, params[:-1], params[-1], anchors, reach_of(anchors))
+
+
+def reach_of(anchors: np.ndarray) -> float:
+    """How near a face must be to a sample to be corrected in full: a high quantile of the
+    samples' distances to their nearest neighbour (0 with fewer than two samples)."""
+    if len(anchors) < 2:
+        return 0.0
+    probe = anchors[:REACH_SUBSAMPLE]
+    neighbours = nearest_distance(probe, anchors, exclude_self=True)
+    return float(np.quantile(neighbours[np.isfinite(neighbours)], REACH_QUANTILE))
 
 
 @dataclass(frozen=True)
@@ -265,7 +293,7 @@ class CalibrationStore:
         meta = {"version": STORE_VERSION, "labels": list(stored.labels),
                 "model_id": stored.model_id, "saved_at": stored.saved_at,
                 "counts": stored.counts(), "scale": stored.calibration.scale,
-                "reach": stored.calibration.reach}
+                "reach": stored.calibration.reach}  # the anchors are the scaled features
         buffer = io.BytesIO()
         np.savez_compressed(
             buffer, meta=np.array(json.dumps(meta)),
@@ -284,8 +312,10 @@ class CalibrationStore:
                     raise StoreError(f"{self.path}: unknown version {meta.get('version')!r}")
                 samples = Samples.of(data["features"], data["probabilities"], data["labels"],
                                      data["times"])
-                calibration = Calibration(data["mean"], float(meta["scale"]), data["weights"],
-                                          data["bias"], float(meta["reach"]))
+                scale = float(meta["scale"])
+                anchors = (samples.features.astype(np.float64) - data["mean"]) / scale
+                calibration = Calibration(data["mean"], scale, data["weights"], data["bias"],
+                                          anchors, float(meta["reach"]))
                 return Stored(samples, calibration, tuple(meta["labels"]), str(meta["model_id"]),
                               float(meta["saved_at"]))
         except FileNotFoundError:
