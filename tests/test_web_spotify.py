@@ -13,7 +13,7 @@ from device.spotify import SpotifyService
 from device.spotify_auth import SpotifyAuth
 from tests.fake_spotify import CLIENT_ID, FakeSpotify
 from tests.web_site import WebSite, build_site
-from web_config.spotify_pages import SpotifyLink
+from web_config.spotify_pages import SUGGESTED_SEARCHES, SpotifyLink
 
 _AUTHORIZE = re.compile(r'<a href="([^"]+)" target="_blank"[^>]*data-authorize>')
 
@@ -190,3 +190,10 @@ def test_strategy_is_explained_with_the_current_settings(linked: WebSite) -> Non
     page = linked.text("/playlists")
     assert "has held for 15 s" in page
     assert "at most once every\n  3.0 min" in page
+
+
+def test_each_search_box_starts_with_a_sensible_suggestion(linked: WebSite) -> None:
+    """Defaults are searches the household's own app can run, not hard-coded playlists."""
+    page = linked.text("/playlists")
+    for emotion, query in SUGGESTED_SEARCHES.items():
+        assert f'id="q-{emotion}" value="{query}"' in page

@@ -162,6 +162,19 @@ def speaker_test() -> Any:
     return redirect(url_for("spotify.speaker"))
 
 
+SUGGESTED_SEARCHES = {
+    "angry": "calm down",
+    "disgust": "mood booster",
+    "fear": "peaceful piano",
+    "happy": "feel good hits",
+    "sad": "comforting songs",
+    "surprise": "upbeat discoveries",
+    "neutral": "chill focus",
+}
+"""What each emotion's search box starts with: sensible defaults that the household's own
+app can search (new Spotify apps cannot read Spotify's editorial playlists)."""
+
+
 @blueprint.route("/playlists", methods=["GET", "POST"])
 def playlists() -> Any:
     """A playlist per emotion, found by search or pasted as a link; `emotion` says which."""
@@ -184,7 +197,7 @@ def playlists() -> Any:
         previews = {e: _preview(link, config.playlists.for_mood(e)) for e in EMOTIONS}
     return render_template("playlists.html", emotions=EMOTIONS, previews=previews,
                            errors=errors, query=query, results=results, searched=emotion,
-                           config=config), 400 if errors else 200
+                           suggested=SUGGESTED_SEARCHES, config=config), 400 if errors else 200
 
 
 def _set_playlist(emotion: str, text: str) -> dict[str, str]:
