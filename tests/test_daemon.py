@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -160,3 +161,22 @@ def test_detect_prints_faces_and_emotions_as_json(fer2013: Path, tmp_path: Path)
         assert face["emotion"] == "happy"
         assert set(face["scores"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise",
                                        "neutral"}
+
+
+def test_sighup_reloads_and_a_bad_edit_keeps_the_running_config(tmp_path: Path,
+                                                                 daemon_factory) -> None:
+    """`systemctl reload` after a hand edit: a good edit applies, a bad one is refused with
+    the reason and the daemon keeps running on what it had."""
+    config = write_config(tmp_path / "config.toml", tmp_path / "state",
+                          Path("/dev/video-absent"))
+    daemon = daemon_factory(config)
+    daemon.wait_for("running: ")
+    config.write_text(config.read_text().replace("dwell_s = 1.5", "dwell_s = 2.5"))
+    daemon.process.send_signal(signal.SIGHUP)
+    daemon.wait_for(f"configuration reloaded from {config}")
+    config.write_text(config.read_text().replace("dwell_s = 2.5", "dwell_s = -3"))
+    daemon.process.send_signal(signal.SIGHUP)
+    daemon.wait_for("reload refused, keeping the running configuration: "
+                    f"{config}: mood.dwell_s: -3.0 is out of range")
+    assert daemon.process.poll() is None
+    assert daemon.terminate()[0] == 0
