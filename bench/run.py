@@ -110,24 +110,29 @@ def threads(pid: int) -> int:
     return int(re.search(r"Threads:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))
 
 
-def daemon_figures(workdir: Path, seconds: float = 40.0) -> dict[str, object]:
-    """Run the daemon (setup page on, dry-run player) on a looped neutral/happy clip."""
-    clip = build_clip(workdir / "clip.avi", FER2013, [("neutral", 10.0), ("happy", 10.0)],
-                      fps=10)
-    web_port, callback_port = free_port(), free_port()
-    config = workdir / "config.toml"
-    config.write_text(f"""
+def switching_config(path: Path, clip: Path, state_dir: Path, extra: str) -> Path:
+    """Defaults, but every mood change allowed after the dwell: the clip switches often."""
+    path.write_text(f"""
 [camera]
 source = "{clip}"
 [mood]
 dwell_s = {DWELL_S}
 min_switch_interval_s = 0.0
-[web]
-listen = "127.0.0.1:{web_port}"
-[spotify]
-callback_listen = "127.0.0.1:{callback_port}"
 [paths]
-state_dir = "{workdir / 'state'}"
+state_dir = "{state_dir}"
+{extra}""")
+    return path
+
+
+def daemon_figures(workdir: Path, seconds: float = 40.0) -> dict[str, object]:
+    """Run the daemon (setup page on, dry-run player) on a looped neutral/happy clip."""
+    clip = build_clip(workdir / "clip.avi", FER2013, [("neutral", 10.0), ("happy", 10.0)],
+                      fps=10)
+    config = switching_config(workdir / "config.toml", clip, workdir / "state", f"""
+[web]
+listen = "127.0.0.1:{free_port()}"
+[spotify]
+callback_listen = "127.0.0.1:{free_port()}"
 """)
     notify = workdir / "notify.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
@@ -166,18 +171,8 @@ def reaction_delays(workdir: Path, play_lines: list[str]) -> dict[str, object]:
     change from the real-time run's millisecond log timestamps."""
     clip = build_clip(workdir / "switches.avi", FER2013,
                       [("neutral", 10.0), ("happy", 10.0)] * 3, fps=10)
-    config = workdir / "fast.toml"
-    config.write_text(f"""
-[camera]
-source = "{clip}"
-[mood]
-dwell_s = {DWELL_S}
-min_switch_interval_s = 0.0
-[web]
-enabled = false
-[paths]
-state_dir = "{workdir / 'fast-state'}"
-""")
+    config = switching_config(workdir / "fast.toml", clip, workdir / "fast-state",
+                              "[web]\nenabled = false\n")
     daemon = DaemonProcess.start(config, "--fast")
     try:
         daemon.wait_for("ended", timeout=120)
