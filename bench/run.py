@@ -52,6 +52,13 @@ def bench_frames(count: int = 70) -> list[np.ndarray]:
     return frames
 
 
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.partition(":")[2].strip()
+    return platform.processor()
+
+
 def percentiles(values: list[float]) -> dict[str, float]:
     return {"median": round(statistics.median(values), 3),
             "p95": round(float(np.percentile(values, 95)), 3)}
@@ -208,7 +215,7 @@ def main() -> int:
         daemon = daemon_figures(Path(tmp))
     ratio = baseline["cpu_ms_per_frame"]["median"] / ours["cpu_ms_per_frame"]["median"]
     results = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.processor()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {cpu_model()}",
         "python": platform.python_version(),
         "frames": f"{len(frames)} frames of 640×480 with one FER2013 test face each",
         "ours": ours, "baseline": baseline, "daemon": daemon,

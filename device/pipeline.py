@@ -28,6 +28,9 @@ class Analyser:
     @classmethod
     def from_config(cls, config: Config) -> Analyser:
         models = config.models
+        # OpenCV would spread each resize over every core: costlier in CPU than in one thread
+        # for frames this small, and the Pi has other work to do.
+        cv2.setNumThreads(models.threads)
         detector = FaceDetector(config.model_path("face_detector"), models.threads,
                                 models.min_face_score)
         classifier = EmotionClassifier(config.model_path("emotion"), models.threads)
