@@ -187,6 +187,7 @@ class CalibrationService:
         self._session: TeachSession | None = None
         self._last_frame_at = 0.0
         self._pending: Samples | None = None  # waiting to be fitted and saved
+        self._in_flight: Samples | None = None  # being fitted now
         self._fitter: threading.Thread | None = None
         self._idle = threading.Event()
         self._idle.set()
@@ -327,7 +328,7 @@ class CalibrationService:
         """Back to the shipped model: the stored samples and parameters are deleted."""
         self.wait_idle(10.0)
         with self._lock:
-            self._calibration = self._samples = self._pending = None
+            self._calibration = self._samples = self._pending = self._in_flight = None
             self.store.clear()
         logger.info("calibration: reset to the shipped model")
         self._describe(None)
@@ -336,7 +337,7 @@ class CalibrationService:
 
     def _add(self, samples: Samples) -> None:
         with self._lock:
-            base = self._pending or self._samples
+            base = self._pending or self._in_flight or self._samples  # the newest of them
             if base is None or not len(base):
                 base = Samples.empty(samples.features.shape[1], len(self.labels))
             self._pending = base.plus(samples).capped()
@@ -350,6 +351,7 @@ class CalibrationService:
         while True:
             with self._lock:
                 samples, self._pending = self._pending, None
+                self._in_flight = samples
                 if samples is None:
                     self._fitter = None
                     self._idle.set()
@@ -366,6 +368,9 @@ class CalibrationService:
                 self._describe(saved_at)
             except Exception:
                 logger.exception("calibration: refitting failed; keeping the previous one")
+            finally:
+                with self._lock:
+                    self._in_flight = None
 
     def wait_idle(self, timeout: float) -> bool:
         """True once no refit is pending or running (tests, reset)."""

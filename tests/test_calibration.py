@@ -241,6 +241,31 @@ def test_wrong_mood_relabels_the_last_seconds_and_refits(tmp_path: Path) -> None
     assert service.observe_frame(10.0, [prediction(NEUTRAL, 7, faces)])[0].argmax() == NEUTRAL
 
 
+def test_samples_added_while_a_refit_runs_are_kept(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A correction arriving while the teach session's samples are still being fitted must
+    add to them, not replace them."""
+    import device.teach
+
+    slow_fit = device.teach.fit
+
+    def fit_slowly(*args, **kwargs):
+        time.sleep(0.3)
+        return slow_fit(*args, **kwargs)
+
+    monkeypatch.setattr(device.teach, "fit", fit_slowly)
+    service = CalibrationService(tmp_path, EMOTIONS, "m1", StatusBoard())
+    faces = synthetic(30)
+    for i in range(20):  # 2 s of neutral faces
+        service.observe_frame(i / 10, [prediction(NEUTRAL, i, faces)])
+    first = service.correct("sad", "neutral")
+    time.sleep(0.1)  # that refit is now running
+    second = service.correct("sad", "neutral")
+    assert service.wait_idle(10)
+    stored_ = CalibrationStore(tmp_path).load()
+    assert stored_ is not None and len(stored_.samples) == first + second
+
+
 # -- the proof on a simulated household -----------------------------------------------------
 
 HOUSEHOLD_PER_EMOTION = 10
