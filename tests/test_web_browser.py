@@ -13,7 +13,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 
 from device.controller import Controller
 from tests.conftest import Broker, free_port
-from tests.fake_spotify import FakeSpotify
+from tests.daemon_process import DaemonProcess, build_clip, write_config
+from tests.fake_spotify import FakeSpotify, wait_until
 from tests.web_browser import SCREENSHOTS, SetupWalk, complete_setup
 from tests.web_site import make_controller
 from web_config.server import WebServer, start_web
@@ -76,3 +77,36 @@ def test_status_page_updates_itself(
     toggle = walk.find("[data-control=autoplay]")
     toggle.click()
     walk.wait().until(lambda _: controller.config.player.autoplay is False)
+
+
+def test_after_the_setup_in_the_browser_the_daemon_plays_the_happy_playlist(
+        browser: WebDriver, fer2013: Path, tmp_path: Path, fake_spotify: FakeSpotify,
+        mosquitto: Broker) -> None:
+    """The issue's whole story: a fresh daemon watching a happy face, set up from the phone,
+    ends up playing the playlist chosen for "happy" on the speaker chosen."""
+    speaker = fake_spotify.add_device("Living Room")
+    playlist = fake_spotify.add_playlist("Sunny Morning")
+    clip = build_clip(tmp_path / "happy.avi", fer2013, [("happy", 6.0)], fps=10)
+    web_port = free_port()
+    config = write_config(tmp_path / "config.toml", tmp_path / "state", clip, extra=f"""
+[spotify]
+api_url = "{fake_spotify.api_url}"
+accounts_url = "{fake_spotify.base_url}"
+callback_listen = "127.0.0.1:{free_port()}"
+""").read_text().replace("[web]\nenabled = false", f'[web]\nlisten = "127.0.0.1:{web_port}"')
+    (tmp_path / "config.toml").write_text(config)
+    daemon = DaemonProcess.start(tmp_path / "config.toml", "--loop")
+    try:
+        daemon.wait_for("setup page listening")
+        code = next(m.group(1) for line in daemon.read()
+                    if (m := re.search(r"setup code: (\w{4}-\w{4})", line)))
+        daemon.wait_for("mood changed: None -> happy")
+        complete_setup(browser, f"http://127.0.0.1:{web_port}", code, fake_spotify, mosquitto)
+        wait_until(lambda: any(
+            (r.body or {}).get("context_uri") == playlist and r.query.get("device_id") == speaker.id
+            for r in fake_spotify.calls("PUT", "/v1/me/player/play")),
+            timeout=30, what="the happy playlist played on the chosen speaker")
+        assert fake_spotify.playback.context_uri == playlist
+        assert daemon.terminate()[0] == 0
+    finally:
+        daemon.kill()

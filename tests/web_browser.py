@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -62,6 +63,20 @@ class SetupChoices:
     happy_playlist: str  # its context URI
 
 
+def replaced(element: WebElement) -> bool:
+    """Whether `element`'s page has gone. Chromium reports a replaced document either as a
+    stale element or as "Node with given id does not belong to the document"."""
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as err:
+        if "does not belong to the document" in str(err):
+            return True
+        raise
+    return False
+
+
 class SetupWalk:
     """Drives the setup page like a person on a phone, saving a screenshot of each page."""
 
@@ -89,7 +104,7 @@ class SetupWalk:
         """Click a submit button and wait for the next page to replace this one."""
         old = self.driver.find_element(By.TAG_NAME, "html")
         self.find(css).click()
-        self.wait().until(until.staleness_of(old))
+        self.wait().until(lambda _driver: replaced(old))
 
     def notice(self) -> str:
         return str(self.find("p.notice").text)
