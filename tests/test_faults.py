@@ -5,18 +5,22 @@ in test_mqtt.py)."""
 from __future__ import annotations
 
 import json
+import random
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from device.config import Config, apply_changes, load_config, save_config
 from device.player import Intent
-from device.spotify import SpotifyPlayer
+from device.spotify import Backoff, SpotifyPlayer
 from device.spotify_auth import TOKEN_FILE, LinkError, SpotifyAuth
 from device.status import StatusBoard
-from tests.fake_spotify import FakeSpotify, config_for, link
+from device.worker import PlayerWorker
+from tests.fake_spotify import FakeSpotify, config_for, link, wait_until
 
 
 def kill_while_writing(script: str, argument: Path, after_s: float) -> None:
@@ -121,3 +125,31 @@ def test_after_a_restart_what_we_started_is_not_restarted(
     after.close()
     assert len(fake_spotify.calls("PUT", "/v1/me/player/play")) == plays
     assert fake_spotify.playback.is_playing
+
+
+def test_an_outage_is_ridden_out_by_the_worker_with_capped_backoff(
+        tmp_path: Path, fake_spotify: FakeSpotify, caplog: pytest.LogCaptureFixture) -> None:
+    """The network goes away for a while (a minute on the device; 3 s here, with the
+    backoff scaled down alike): the worker keeps retrying at growing, capped intervals, the
+    status says Spotify is unreachable, and the mood's playlist plays once it is back."""
+    fake_spotify.add_device("Living Room")
+    happy = fake_spotify.add_playlist("Happy songs")
+    config = config_for(fake_spotify, tmp_path / "state", spotify={"device_name": "Living Room"})
+    link(fake_spotify, config)
+    status = StatusBoard()
+    player = SpotifyPlayer(config, status, tmp_path / "state",
+                           backoff=Backoff(base=0.05, cap=0.5), rng=random.Random(2))
+    worker = PlayerWorker(player, status)
+    worker.start()
+    try:
+        fake_spotify.network_down()
+        worker.want(Intent(play=True, mood="happy", context_uri=happy, reason="test"))
+        wait_until(lambda: status.get("spotify_state") == "unreachable", 5, "unreachable")
+        time.sleep(3.0)
+        fake_spotify.network_up()
+        wait_until(lambda: fake_spotify.playback.context_uri == happy, 5, "the playlist")
+        wait_until(lambda: status.get("player_state") == "playing", 5, "the status")
+    finally:
+        worker.stop()
+    retries = [r for r in caplog.records if "retrying in" in r.getMessage()]
+    assert 4 <= len(retries) <= 20, len(retries)  # neither a hot loop nor giving up
