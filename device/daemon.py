@@ -100,6 +100,7 @@ class Daemon:
         self.capture = self._make_capture(config)
         self.worker = PlayerWorker(make_player(config, self.status, self.state_dir), self.status)
         self._last_intent: Intent | None = None
+        self._intent_lock = threading.RLock()
         self._stoppers: list[Callable[[], Any]] = []  # MQTT bridge, web servers
         self._last_view: tuple[Any, list[Face]] | None = None  # for the preview, in memory
         controller.on_config_change(self._apply_config)
@@ -315,13 +316,17 @@ class Daemon:
                       reason=reason)
 
     def _reconsider(self) -> None:
-        intent = self.desired_intent()
-        if intent is None or intent == self._last_intent:
-            return
-        if self._last_intent is None and not intent.play:
-            return  # nothing of ours plays yet: nothing to pause
-        self._last_intent = intent
-        self.worker.want(intent)
+        """Hand the worker what should play now. Called from the analysis loop and from the
+        page's and MQTT's threads (override, settings): one at a time, so the newest state
+        is the one handed over last."""
+        with self._intent_lock:
+            intent = self.desired_intent()
+            if intent is None or intent == self._last_intent:
+                return
+            if self._last_intent is None and not intent.play:
+                return  # nothing of ours plays yet: nothing to pause
+            self._last_intent = intent
+            self.worker.want(intent)
 
     def _apply_config(self, old: Config, new: Config) -> None:
         if dataclasses.replace(new.camera, enabled=True) != dataclasses.replace(
@@ -339,7 +344,8 @@ class Daemon:
             dataclasses.replace(old.player, autoplay=True), old.spotify)
         if player_settings_changed:  # backends read their settings when they are made
             self.worker.replace_player(make_player(new, self.status, self.state_dir))
-            self._last_intent = None
+            with self._intent_lock:
+                self._last_intent = None
         if new.playlists != old.playlists or new.player != old.player:
             self._reconsider()
 
