@@ -603,12 +603,6 @@ def link(fake: FakeSpotify, config: Config) -> None:
     auth.finish_login(fake.consent(auth.begin_login(LOOPBACK_REDIRECT)))
 
 
-def wait_until(predicate: Any, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 from device.camera import CameraError, Capture, Frame, ImageSource, OpenCVSource, open_source
 from device.status import StatusBoard
 from tests.frames import background, write_clip
+from tests.waiting import wait_until
 
 
 class CountingCamera:
@@ -36,12 +37,6 @@ class CountingCamera:
         pass
 
 
-def wait_until(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(0.01)
 
 
 def test_auto_says_clearly_that_no_camera_was_found() -> None:

@@ -12,7 +12,8 @@ import pytest
 from device.config import save_config
 from tests.conftest import Broker
 from tests.daemon_process import DaemonProcess, build_clip
-from tests.fake_spotify import FakeSpotify, config_for, link, wait_until
+from tests.fake_spotify import FakeSpotify, config_for, link
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,8 @@ from device.spotify import Backoff, SpotifyPlayer
 from device.spotify_auth import TOKEN_FILE, LinkError, SpotifyAuth
 from device.status import StatusBoard
 from device.worker import PlayerWorker
-from tests.fake_spotify import FakeSpotify, config_for, link, wait_until
+from tests.fake_spotify import FakeSpotify, config_for, link
+from tests.waiting import wait_until
 
 
 def kill_while_writing(script: str, argument: Path, after_s: float) -> None:
@@ -144,11 +145,11 @@ def test_an_outage_is_ridden_out_by_the_worker_with_capped_backoff(
     try:
         fake_spotify.network_down()
         worker.want(Intent(play=True, mood="happy", context_uri=happy, reason="test"))
-        wait_until(lambda: status.get("spotify_state") == "unreachable", 5, "unreachable")
+        wait_until(lambda: status.get("spotify_state") == "unreachable", "unreachable", timeout=5)
         time.sleep(3.0)
         fake_spotify.network_up()
-        wait_until(lambda: fake_spotify.playback.context_uri == happy, 5, "the playlist")
-        wait_until(lambda: status.get("player_state") == "playing", 5, "the status")
+        wait_until(lambda: fake_spotify.playback.context_uri == happy, "the playlist", timeout=5)
+        wait_until(lambda: status.get("player_state") == "playing", "the status", timeout=5)
     finally:
         worker.stop()
     retries = [r for r in caplog.records if "retrying in" in r.getMessage()]

@@ -28,19 +28,13 @@ from device.homeassistant import ENTITIES, Layout
 from device.mqtt import MqttBridge
 from device.status import StatusBoard
 from tests.conftest import REPO, Broker, free_port
+from tests.waiting import wait_until
 
 DEVICE_ID = "0a1b2c3d"
 SETUP_URL = "http://moodmelody.local:8080/"
 TIMEOUT = 15.0
 
 
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class Listener:

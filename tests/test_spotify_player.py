@@ -34,7 +34,8 @@ from device.spotify import (
 from device.spotify_auth import TOKEN_FILE, Account
 from device.status import StatusBoard
 from device.worker import PlayerWorker
-from tests.fake_spotify import Device, FakeSpotify, config_for, link, wait_until
+from tests.fake_spotify import Device, FakeSpotify, config_for, link
+from tests.waiting import wait_until
 
 NOON = datetime(2026, 11, 22, 12, 0)
 

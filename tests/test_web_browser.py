@@ -14,7 +14,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from device.controller import Controller
 from tests.conftest import Broker, free_port
 from tests.daemon_process import DaemonProcess, build_clip, write_config
-from tests.fake_spotify import FakeSpotify, wait_until
+from tests.fake_spotify import FakeSpotify
+from tests.waiting import wait_until
 from tests.web_browser import SCREENSHOTS, SetupWalk, complete_setup
 from tests.web_site import make_controller
 from web_config.server import WebServer, start_web

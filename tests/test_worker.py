@@ -8,6 +8,7 @@ import time
 from device.player import Intent, PlayerError
 from device.status import StatusBoard
 from device.worker import PlayerWorker
+from tests.waiting import wait_until
 
 
 class SlowPlayer:
@@ -71,7 +72,8 @@ def test_a_retryable_failure_is_retried_after_the_delay_it_names() -> None:
         started = time.monotonic()
         worker.want(play("happy"))
         settle(player, 1)
-        assert status.get("player_state") == "waiting"
+        # the call has failed; the worker records why just after
+        wait_until(lambda: status.get("player_state") == "waiting", "the waiting state")
         assert status.get("player_detail") == "rate limited"
         settle(player, 1)
         assert time.monotonic() - started >= 0.3
