@@ -11,7 +11,10 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o
     """Write `data` to `path` through a temporary file in the same folder, fsync, rename.
 
     The file is created with `mode` from the start (0600 by default: most of what we
-    write holds a secret), so there is no moment where a secret is world-readable.
+    write holds a secret), so there is no moment where a secret is world-readable. Written
+    by root into a folder that belongs to someone else (an administrator's `sudo moodmelody
+    login` into the service's state folder), it is given to the folder's owner, who could
+    not read it otherwise.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -19,6 +22,9 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         os.fchmod(fd, mode)
+        folder = os.stat(target.parent)
+        if os.geteuid() == 0 and folder.st_uid != 0:
+            os.fchown(fd, folder.st_uid, folder.st_gid)
         with os.fdopen(fd, "wb") as tmp:
             tmp.write(payload)
             tmp.flush()

@@ -139,6 +139,16 @@ def cmd_login(args: argparse.Namespace) -> int:
     return login_command(config, config.state_dir(), sys.stdin, sys.stdout)
 
 
+def cmd_reset_password(args: argparse.Namespace) -> int:
+    from web_config.auth import reset_password
+
+    config = load_config(_config_path(args))
+    code = reset_password(config.state_dir())
+    print(f"The admin password is forgotten. Open the setup page and choose a new one with "
+          f"the setup code {code}.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moodmelody", description=__doc__)
     parser.add_argument("--version", action="version", version=f"moodmelody {__version__}")
@@ -169,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("check", "check camera, models, runtime, config, Spotify, MQTT").set_defaults(
         handler=cmd_check)
     add("login", "link a Spotify account from a terminal").set_defaults(handler=cmd_login)
+    add("reset-password", "forget the setup page's admin password (prints a new setup code)"
+        ).set_defaults(handler=cmd_reset_password)
     return parser
 
 

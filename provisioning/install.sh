@@ -302,12 +302,20 @@ summary() {
     fi
 }
 
+# `moodmelody` on the PATH, running as the service (see command.sh).
+install_command() {
+    say "command line /usr/local/bin/moodmelody"
+    sed "s|/opt/moodmelody|$PREFIX|g" "$HERE/command.sh" >"$WORK/moodmelody"
+    install_file "$WORK/moodmelody" /usr/local/bin/moodmelody root:root 0755
+}
+
 detect_release
 install_packages
 create_user
 install_app
 install_venv
 install_config
+install_command
 if [[ -n $SPOTIFY_CONNECT_NAME ]]; then
     install_spotify_connect
 fi

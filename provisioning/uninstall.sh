@@ -46,6 +46,7 @@ fi
 remove_path /etc/NetworkManager/dnsmasq-shared.d/moodmelody-captive.conf
 
 say "program"
+remove_path /usr/local/bin/moodmelody
 remove_path "$PREFIX"
 
 if ((PURGE)); then

@@ -108,6 +108,9 @@ def test_staged_install_lays_out_files_with_their_modes(source: Path, tmp_path: 
     assert mode(root / "var/lib/moodmelody") == 0o700
     assert mode(root / SERVICE) == 0o644
     assert mode(root / "opt/moodmelody/bin/hotspot.sh") == 0o755
+    command = root / "usr/local/bin/moodmelody"
+    assert mode(command) == 0o755
+    assert "runuser -u moodmelody" in command.read_text()
     app = root / "opt/moodmelody/app"
     assert (app / "models/face_detection_short_range.tflite").is_file()
     assert (app / "device/config.py").is_file()
@@ -254,6 +257,7 @@ def test_prefix_moves_the_program_and_its_unit_follows(source: Path, tmp_path: P
     assert (root / "srv/mm/app/device").is_dir()
     hotspot = (root / "etc/systemd/system/moodmelody-hotspot.service").read_text()
     assert "ExecStart=/srv/mm/bin/hotspot.sh" in hotspot
+    assert "/srv/mm/venv/bin/moodmelody" in (root / "usr/local/bin/moodmelody").read_text()
 
 
 def test_no_hotspot_on_upgrade_removes_it(source: Path, tmp_path: Path) -> None:
@@ -276,6 +280,7 @@ def test_uninstall_keeps_settings_unless_purged(source: Path, tmp_path: Path) ->
     assert not (root / SERVICE).exists()
     assert not (root / ENABLED).is_symlink()
     assert not (root / "opt/moodmelody").exists()
+    assert not (root / "usr/local/bin/moodmelody").exists()
     assert (root / CONFIG).is_file()
     assert (root / "var/lib/moodmelody").is_dir()
 

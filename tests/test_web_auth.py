@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from device.cli import main
+from device.config import Config, apply_changes, save_config
 from web_config import auth
 
 
@@ -103,3 +105,18 @@ def test_idle_clients_are_forgotten() -> None:
     clock.now += 3601
     limiter.failed("10.0.1.1")
     assert set(limiter._clients) == {"10.0.1.1"}
+
+
+def test_the_reset_password_command_prints_the_new_setup_code(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "state"
+    config = tmp_path / "config.toml"
+    save_config(apply_changes(Config(), {"paths": {"state_dir": str(state)}}), config)
+    auth.set_password(state, "an old password")
+
+    assert main(["reset-password", "--config", str(config)]) == 0
+    printed = capsys.readouterr().out
+    assert not auth.password_is_set(state)
+    code = auth.ensure_setup_code(state)
+    assert code and f"the setup code {code}." in printed
+    assert auth.setup_code_matches(state, code)

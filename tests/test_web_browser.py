@@ -17,7 +17,7 @@ from tests.daemon_process import DaemonProcess, build_clip, write_config
 from tests.fake_spotify import FakeSpotify
 from tests.waiting import wait_until
 from tests.web_browser import SCREENSHOTS, SetupWalk, complete_setup
-from tests.web_site import make_controller
+from tests.web_site import PASSWORD, make_controller
 from web_config.server import WebServer, start_web
 
 pytestmark = pytest.mark.slow
@@ -78,6 +78,29 @@ def test_status_page_updates_itself(
     toggle = walk.find("[data-control=autoplay]")
     toggle.click()
     walk.wait().until(lambda _: controller.config.player.autoplay is False)
+
+
+def test_password_change_in_the_browser(
+        served: tuple[Controller, WebServer, str], browser: WebDriver) -> None:
+    """The header's Password link, the form, and the new password at the next login."""
+    _, server, code = served
+    walk = SetupWalk(browser, server.url)
+    walk.first_run(code)
+    walk.find("header a.account").click()
+    walk.find("#current")
+    walk.screenshot("password")
+    walk.type("#current", PASSWORD)
+    walk.type("#password", "a brand new passphrase")
+    walk.type("#password2", "a brand new passphrase")
+    walk.submit("#password-form button[type=submit]")
+    assert "Password changed." in walk.notice()
+    walk.submit("header .logout button")
+    walk.type("#password", PASSWORD)
+    walk.submit("form button[type=submit]")
+    assert "Wrong password." in walk.find("p.error").text
+    walk.type("#password", "a brand new passphrase")
+    walk.submit("form button[type=submit]")
+    walk.find("[data-status=mood]")
 
 
 def test_after_the_setup_in_the_browser_the_daemon_plays_the_happy_playlist(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from tests.web_site import PASSWORD, WebSite
 from web_config import auth
 
-PAGES = ("/", "/spotify", "/speaker", "/playlists", "/mqtt", "/behaviour")
+PAGES = ("/", "/spotify", "/speaker", "/playlists", "/mqtt", "/behaviour", "/password")
 APIS = ("/api/status", "/api/timeline")
 
 
@@ -153,3 +154,59 @@ def test_pages_carry_protective_headers(site: WebSite) -> None:
     assert "script-src 'self'" in answer.headers["Content-Security-Policy"]
     assert answer.headers["X-Frame-Options"] == "DENY"
     assert answer.headers["Cache-Control"] == "no-store"
+
+
+NEW_PASSWORD = "a longer new passphrase"
+
+
+def test_changing_the_password_logs_out_every_other_browser(site: WebSite) -> None:
+    other = replace(site, client=site.app.test_client())  # a second browser
+    other.log_in()
+    assert other.client.get("/").status_code == 200
+
+    answer = site.post("/password", {"current": PASSWORD, "password": NEW_PASSWORD,
+                                     "password2": NEW_PASSWORD})
+    assert answer.status_code == 302
+    assert site.client.get("/").status_code == 200, "the browser that changed it stays in"
+    assert other.client.get("/").headers["Location"].startswith("/login")
+    assert not auth.password_matches(site.state_dir, PASSWORD)
+    assert auth.password_matches(site.state_dir, NEW_PASSWORD)
+
+
+@pytest.mark.parametrize(("form", "field", "message"), [
+    ({"current": "not it", "password": NEW_PASSWORD, "password2": NEW_PASSWORD},
+     "current", "This is not the current password."),
+    ({"current": PASSWORD, "password": NEW_PASSWORD, "password2": PASSWORD},
+     "password2", "The two passwords differ."),
+    ({"current": PASSWORD, "password": "short", "password2": "short"},
+     "password", "Use at least 8 characters."),
+])
+def test_a_refused_password_change_keeps_the_old_one(
+        site: WebSite, form: dict[str, str], field: str, message: str) -> None:
+    answer = site.post("/password", form)
+    assert answer.status_code == 400
+    page = answer.get_data(as_text=True)
+    assert f'name="{field}" id="{field}"' in page and message in page
+    assert auth.password_matches(site.state_dir, PASSWORD)
+    assert site.client.get("/").status_code == 200, "still logged in"
+
+
+def test_guessing_the_current_password_counts_towards_the_lockout(site: WebSite) -> None:
+    """Else a left-open browser would be a way to brute-force the password."""
+    for _ in range(5):
+        answer = site.post("/password", {"current": "guess", "password": NEW_PASSWORD,
+                                         "password2": NEW_PASSWORD})
+    assert "Too many wrong attempts" in answer.get_data(as_text=True)
+    answer = site.post("/password", {"current": PASSWORD, "password": NEW_PASSWORD,
+                                     "password2": NEW_PASSWORD})
+    assert answer.status_code == 400
+    assert auth.password_matches(site.state_dir, PASSWORD)
+
+
+def test_a_reset_password_sends_everyone_back_to_first_run(site: WebSite) -> None:
+    code = auth.reset_password(site.state_dir)
+    assert site.client.get("/").headers["Location"] == "/setup"
+    answer = site.post("/setup", {"code": code, "password": NEW_PASSWORD,
+                                  "password2": NEW_PASSWORD})
+    assert answer.status_code == 302
+    assert auth.password_matches(site.state_dir, NEW_PASSWORD)

@@ -36,6 +36,9 @@ class Site:
     def password_is_set(self) -> bool:
         return auth.password_is_set(self.state_dir)
 
+    def password_stamp(self) -> str:
+        return auth.password_stamp(self.state_dir)
+
 
 def site() -> Site:
     return current_app.extensions["moodmelody"]  # type: ignore[no-any-return]
@@ -76,7 +79,7 @@ def create_app(
         limiter=limiter or auth.LoginLimiter(),
     )
     key = auth.load_secret_key(secret_key_file or state_dir / auth.SECRET_KEY_FILE)
-    security.install(app, key, password_is_set=app.extensions["moodmelody"].password_is_set)
+    security.install(app, key, password_stamp=app.extensions["moodmelody"].password_stamp)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(spotify_pages.blueprint)
     app.register_blueprint(teach_pages.blueprint)

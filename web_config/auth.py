@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import secrets
@@ -31,6 +32,19 @@ class PasswordError(ValueError):
 
 def password_is_set(state_dir: Path) -> bool:
     return (state_dir / PASSWORD_FILE).is_file()
+
+
+def password_stamp(state_dir: Path) -> str:
+    """A fingerprint of the stored password hash, "" when none is set.
+
+    A session records it at login and is void once the password is changed or reset, so a
+    new password logs out every other browser.
+    """
+    try:
+        stored = (state_dir / PASSWORD_FILE).read_bytes()
+    except FileNotFoundError:
+        return ""
+    return hashlib.sha256(stored).hexdigest()[:16]
 
 
 def ensure_setup_code(state_dir: Path) -> str | None:
@@ -72,6 +86,17 @@ def set_password(state_dir: Path, password: str) -> None:
     write_atomic(state_dir / PASSWORD_FILE, generate_password_hash(password, method="scrypt"))
     (state_dir / SETUP_CODE_FILE).unlink(missing_ok=True)
     logger.info("admin password set")
+
+
+def reset_password(state_dir: Path) -> str:
+    """Forget the admin password (the way out when it is forgotten); returns the new setup code
+    that the first-run page then asks for."""
+    (state_dir / PASSWORD_FILE).unlink(missing_ok=True)
+    (state_dir / SETUP_CODE_FILE).unlink(missing_ok=True)
+    code = ensure_setup_code(state_dir)
+    assert code is not None
+    logger.warning("admin password reset: choose a new one with the setup code")
+    return code
 
 
 def password_matches(state_dir: Path, password: str) -> bool:

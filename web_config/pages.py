@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import (
@@ -56,16 +57,30 @@ def _locked_out() -> str | None:
     return f"Too many wrong attempts: try again in {wait:.0f} s." if wait else None
 
 
-def _first_run_problems() -> dict[str, str]:
+def _set_new_password(proof_field: str, proof_ok: Callable[[str], bool], wrong: str
+                      ) -> dict[str, str]:
+    """Set the form's new password (`password`, repeated in `password2`) if the proof in
+    `proof_field` (setup code or current password) passes; returns the problems, by field.
+
+    A wrong proof counts as a failed login attempt.
+    """
     locked = _locked_out()
     if locked:
-        return {"code": locked}
+        return {proof_field: locked}
     errors = {}
-    if not auth.setup_code_matches(site().state_dir, request.form.get("code", "")):
+    if not proof_ok(request.form.get(proof_field, "")):
         site().limiter.failed(_client())
-        errors["code"] = "This is not the setup code (see the journal: journalctl -u moodmelody)."
+        errors[proof_field] = _locked_out() or wrong
     if request.form.get("password", "") != request.form.get("password2", ""):
         errors["password2"] = "The two passwords differ."
+    if not errors:
+        try:
+            auth.set_password(site().state_dir, request.form.get("password", ""))
+        except auth.PasswordError as err:
+            errors["password"] = sentence(str(err))
+    if not errors:
+        site().limiter.succeeded(_client())
+        security.log_in(site().password_stamp())
     return errors
 
 
@@ -77,18 +92,30 @@ def first_run() -> Any:
     auth.ensure_setup_code(site().state_dir)
     errors: dict[str, str] = {}
     if request.method == "POST":
-        errors = _first_run_problems()
+        state_dir = site().state_dir
+        errors = _set_new_password(
+            "code", lambda code: auth.setup_code_matches(state_dir, code),
+            "This is not the setup code (see the journal: journalctl -u moodmelody).")
         if not errors:
-            try:
-                auth.set_password(site().state_dir, request.form.get("password", ""))
-            except auth.PasswordError as err:
-                errors["password"] = str(err)
-        if not errors:
-            site().limiter.succeeded(_client())
-            security.log_in()
             flash("Password set. Next: link Spotify.")
             return redirect(url_for("spotify.account"))
     return render_template("first_run.html", errors=errors), 400 if errors else 200
+
+
+@blueprint.route("/password", methods=["GET", "POST"])
+def change_password() -> Any:
+    """A new admin password; every other browser is logged out by it."""
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        state_dir = site().state_dir
+        errors = _set_new_password(
+            "current", lambda password: auth.password_matches(state_dir, password),
+            "This is not the current password.")
+        if not errors:
+            logger.info("setup page: admin password changed from %s", _client())
+            flash("Password changed. Other browsers have to log in again.")
+            return redirect(url_for("pages.status"))
+    return render_template("password.html", errors=errors), 400 if errors else 200
 
 
 @blueprint.route("/login", methods=["GET", "POST"])
@@ -100,7 +127,7 @@ def login() -> Any:
         error = _locked_out() or ""
         if not error and auth.password_matches(site().state_dir, request.form.get("password", "")):
             site().limiter.succeeded(_client())
-            security.log_in()
+            security.log_in(site().password_stamp())
             return redirect(security.safe_next(request.args.get("next")))
         if not error:
             site().limiter.failed(_client())

@@ -31,16 +31,17 @@ def csrf_token() -> str:
     return str(token)
 
 
-def log_in() -> None:
-    """Start a fresh session (no fixation) for the admin."""
+def log_in(password_stamp: str) -> None:
+    """Start a fresh session (no fixation) for the admin of the password `password_stamp`."""
     session.clear()
     session.permanent = True
-    session["admin"] = True
+    session["admin"] = password_stamp
     csrf_token()
 
 
-def is_logged_in() -> bool:
-    return bool(session.get("admin"))
+def is_logged_in(password_stamp: str) -> bool:
+    """Logged in, with the password that is still the current one."""
+    return bool(password_stamp) and session.get("admin") == password_stamp
 
 
 def safe_next(target: str | None) -> str:
@@ -63,8 +64,9 @@ def _refuse(message: str, code: int) -> Response:
     return response
 
 
-def install(app: Flask, secret_key: bytes, *, password_is_set: Callable[[], bool]) -> None:
-    """Cookie settings and the before/after hooks; `password_is_set()` says if setup is done."""
+def install(app: Flask, secret_key: bytes, *, password_stamp: Callable[[], str]) -> None:
+    """Cookie settings and the before/after hooks; `password_stamp()` is "" until setup is done
+    (see `auth.password_stamp`)."""
     app.secret_key = secret_key
     app.config.update(
         SESSION_COOKIE_NAME="moodmelody_session",
@@ -90,10 +92,11 @@ def install(app: Flask, secret_key: bytes, *, password_is_set: Callable[[], bool
                                "Reload the page and try again.", 400)
         if request.endpoint in OPEN_ENDPOINTS:
             return None
-        if not password_is_set():
+        stamp = password_stamp()
+        if not stamp:
             return _refuse("Set up the admin password first.", 401) if _wants_json() \
                 else redirect(url_for("pages.first_run"))
-        if not is_logged_in():
+        if not is_logged_in(stamp):
             return _refuse("Log in first.", 401) if _wants_json() \
                 else redirect(url_for("pages.login", next=request.full_path.rstrip("?")))
         return None
