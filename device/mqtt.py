@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import logging
 import queue
+import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -56,6 +58,17 @@ def _new_client(mqtt_config: MqttConfig, client_id: str) -> mqtt.Client:
     if mqtt_config.tls:
         client.tls_set(ca_certs=mqtt_config.ca_file or None)  # None: the system CAs
     return client
+
+
+def _connect_failure(where: str, err: BaseException | None) -> str:
+    """Why a connection to `where` failed, for the status and the log (TLS said as TLS)."""
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return f"{where}: TLS certificate verify failed: {err.verify_message}"
+    if isinstance(err, ssl.SSLError):
+        return f"{where}: TLS failed: {err.reason or err}"
+    if isinstance(err, OSError) and err.strerror:
+        return f"cannot reach {where}: {err.strerror}"
+    return f"cannot reach {where}" + (f": {err}" if err else "")
 
 
 def _wait_sent(infos: list[mqtt.MQTTMessageInfo]) -> None:
@@ -167,9 +180,10 @@ class MqttBridge:
     def _on_connect_fail(self, client: mqtt.Client, _userdata: Any) -> None:
         if client is not self._client:
             return
-        logger.warning("MQTT: cannot reach %s:%s; retrying", self._mqtt.host, self._mqtt.port)
-        self._status.update(
-            mqtt_state=f"disconnected: cannot reach {self._mqtt.host}:{self._mqtt.port}")
+        # paho calls this from inside its `except OSError:`, so the error is at hand.
+        why = _connect_failure(f"{self._mqtt.host}:{self._mqtt.port}", sys.exception())
+        logger.warning("MQTT: %s; retrying", why)
+        self._status.update(mqtt_state=f"disconnected: {why}")
 
     def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         if client is not self._client:
@@ -343,7 +357,7 @@ def test_connection(mqtt_config: MqttConfig, timeout: float = 5.0) -> tuple[bool
     try:
         client.connect(mqtt_config.host, mqtt_config.port, keepalive=KEEPALIVE_S)
     except OSError as err:
-        return False, f"cannot reach {where}: {err}"
+        return False, _connect_failure(where, err)
     deadline = time.monotonic() + timeout
     try:
         while not answers and time.monotonic() < deadline:
@@ -351,7 +365,8 @@ def test_connection(mqtt_config: MqttConfig, timeout: float = 5.0) -> tuple[bool
     finally:
         client.disconnect()
     if not answers:
-        return False, f"{where} did not answer within {timeout:g} s"
+        hint = "" if mqtt_config.tls else " (a TLS port answers only with TLS on)"
+        return False, f"{where} did not answer within {timeout:g} s{hint}"
     if answers[0].is_failure:
         return False, f"{where} refused the connection: {answers[0]}"
     return True, f"connected to {where}" + (" with TLS" if mqtt_config.tls else "")

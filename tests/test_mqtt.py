@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -482,3 +483,84 @@ def test_check_reports_the_broker(mosquitto: Broker) -> None:
                                                "port": mosquitto.port}})
     assert bridge_module.check(config) == [
         ("mqtt broker", True, f"connected to 127.0.0.1:{mosquitto.port}")]
+
+
+@dataclass(frozen=True)
+class TlsBroker:
+    """A mosquitto with a TLS listener (certificate for 127.0.0.1, signed by `ca`) and a
+    plain one for the test's own listener."""
+
+    broker: Broker
+    tls_port: int
+    plain_port: int
+    ca: Path
+
+
+def _openssl(*args: str | Path) -> None:
+    subprocess.run([shutil.which("openssl") or "/usr/bin/openssl", *map(str, args)],
+                   check=True, capture_output=True, timeout=TIMEOUT)
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path) -> Iterator[TlsBroker]:
+    ca_key, ca, key, request, cert = (tmp_path / name for name in (
+        "ca.key", "ca.crt", "broker.key", "broker.csr", "broker.crt"))
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca,
+             "-days", "2", "-subj", "/CN=Test household CA",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", request,
+             "-subj", "/CN=127.0.0.1")
+    extensions = tmp_path / "broker.ext"
+    extensions.write_text("subjectAltName=IP:127.0.0.1\n")
+    _openssl("x509", "-req", "-in", request, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+             "-out", cert, "-days", "2", "-extfile", extensions)
+    tls_port, plain_port = free_port(), free_port()
+    config = tmp_path / "tls.conf"
+    config.write_text(f"user root\nper_listener_settings false\nallow_anonymous true\n"
+                      f"persistence false\nlistener {plain_port} 127.0.0.1\n"
+                      f"listener {tls_port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\n"
+                      f"keyfile {key}\n")
+    broker = Broker(port=tls_port, config=config,
+                    binary=shutil.which("mosquitto") or "/usr/sbin/mosquitto")
+    broker.start()
+    yield TlsBroker(broker, tls_port, plain_port, ca)
+    broker.stop()
+
+
+def test_the_bridge_talks_tls_to_a_broker_its_ca_file_vouches_for(
+        tmp_path: Path, tls_broker: TlsBroker) -> None:
+    settings = {"tls": True, "ca_file": str(tls_broker.ca)}
+    assert bridge_module.test_connection(MqttConfig(
+        host="127.0.0.1", port=tls_broker.tls_port, **settings)) == (
+        True, f"connected to 127.0.0.1:{tls_broker.tls_port} with TLS")
+    rig = Rig(tmp_path, tls_broker.tls_port, **settings).start()
+    try:
+        assert retained(tls_broker.plain_port, rig.layout.availability) == {
+            rig.layout.availability: b"online"}
+    finally:
+        rig.stop()
+
+
+# paho-mqtt leaves the socket of a failed TLS handshake to the garbage collector
+# (Client._ssl_wrap_socket); what this test checks is that nothing connects and the status says why.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_an_untrusted_or_plain_connection_to_tls_is_refused_and_said_so(
+        tmp_path: Path, tls_broker: TlsBroker) -> None:
+    """The system CAs do not know the household's CA: no connection, and the reason."""
+    where = f"127.0.0.1:{tls_broker.tls_port}"
+    untrusted = MqttConfig(host="127.0.0.1", port=tls_broker.tls_port, tls=True)
+    assert bridge_module.test_connection(untrusted) == (False, (
+        f"{where}: TLS certificate verify failed: self-signed certificate in certificate chain"))
+    assert bridge_module.test_connection(replace(untrusted, tls=False), timeout=1) == (
+        False, f"{where} did not answer within 1 s (a TLS port answers only with TLS on)")
+
+    rig = Rig(tmp_path, tls_broker.tls_port, tls=True)
+    rig.bridge.start()
+    try:
+        wait_until(lambda: rig.status.get("mqtt_state") == (
+            f"disconnected: {where}: TLS certificate verify failed: "
+            "self-signed certificate in certificate chain"), "the reason in the status")
+        assert retained(tls_broker.plain_port, rig.layout.availability) == {}
+    finally:
+        rig.stop()
