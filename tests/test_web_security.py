@@ -169,6 +169,7 @@ def test_changing_the_password_logs_out_every_other_browser(site: WebSite) -> No
     assert answer.status_code == 302
     assert site.client.get("/").status_code == 200, "the browser that changed it stays in"
     assert other.client.get("/").headers["Location"].startswith("/login")
+    assert "Log out" not in other.text("/login"), "no menu for a session that ended"
     assert not auth.password_matches(site.state_dir, PASSWORD)
     assert auth.password_matches(site.state_dir, NEW_PASSWORD)
 

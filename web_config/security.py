@@ -79,6 +79,7 @@ def install(app: Flask, secret_key: bytes, *, password_stamp: Callable[[], str])
         MAX_CONTENT_LENGTH=64 * 1024,
     )
     app.jinja_env.globals["csrf_token"] = csrf_token
+    app.jinja_env.globals["logged_in"] = lambda: is_logged_in(password_stamp())
 
     @app.before_request
     def guard() -> Response | None:
