@@ -91,8 +91,8 @@ def test_a_permanent_failure_waits_for_a_new_intent() -> None:
     try:
         worker.want(play("happy"))
         settle(player, 1)
+        wait_until(lambda: status.get("player_state") == "error", "the error state")
         assert not player.calls.acquire(timeout=0.3)  # not retried
-        assert status.get("player_state") == "error"
         worker.want(play("sad"))
         settle(player, 1)
     finally:
