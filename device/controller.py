@@ -43,7 +43,7 @@ class Controller:
         self._listeners.append(listener)
 
     def on_action(self, name: str, action: Callable[..., Any]) -> None:
-        """Register what `next_track`, `pause`, `override` and `calibration.*` do (wired by
+        """Register what `next_track`, `pause`, `play`, `override` and `calibration.*` do (wired by
         the daemon)."""
         self._actions[name] = action
 
@@ -93,6 +93,9 @@ class Controller:
 
     def pause(self) -> None:
         self._run_action("pause")
+
+    def play(self) -> None:
+        self._run_action("play")
 
     def _run_action(self, name: str) -> None:
         action = self._actions.get(name)

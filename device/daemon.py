@@ -9,6 +9,7 @@ systemd only while the analysis loop makes progress. Everyone watches one stop E
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import signal
 import socket
@@ -16,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import methodcaller
 from typing import Any
 
 import cv2
@@ -27,7 +29,7 @@ from device.detector import Face
 from device.identity import device_id
 from device.mood import MoodChanged, MoodMachine, MoodSettings, PresenceChanged, combine_faces
 from device.pipeline import Analyser
-from device.player import Intent, make_player
+from device.player import Intent, Player, make_player
 from device.sdnotify import Notifier, watchdog_interval
 from device.status import StatusBoard
 from device.teach import CalibrationService, model_id
@@ -104,15 +106,14 @@ class Daemon:
         self._stoppers: list[Callable[[], Any]] = []  # MQTT bridge, web servers
         self._last_view: tuple[Any, list[Face]] | None = None  # for the preview, in memory
         controller.on_config_change(self._apply_config)
-        controller.on_action("next_track", lambda: self.worker.command(self._player_next))
-        controller.on_action("pause", lambda: self.worker.command(self._player_pause))
+        for action, method in (("next_track", "next_track"), ("pause", "pause"),
+                               ("play", "resume")):
+            controller.on_action(action, functools.partial(self._press, methodcaller(method)))
         controller.on_action("override", self._reconsider)
 
-    def _player_next(self) -> None:
-        self.worker.player.next_track()
-
-    def _player_pause(self) -> None:
-        self.worker.player.pause()
+    def _press(self, call: Callable[[Player], None]) -> None:
+        """A player button: `call` runs on the worker, on the player current by then."""
+        self.worker.command(lambda: call(self.worker.player))
 
     def _make_capture(self, config: Config) -> Capture:
         camera = config.camera

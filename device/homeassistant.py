@@ -115,6 +115,7 @@ ENTITIES: tuple[Entity, ...] = (
     Entity("next_track", "button", "Next track", {"ic": "mdi:skip-next"},
            state=False, command=True),
     Entity("pause", "button", "Pause", {"ic": "mdi:pause"}, state=False, command=True),
+    Entity("play", "button", "Play", {"ic": "mdi:play"}, state=False, command=True),
     # "Wrong mood": choose what it was, then press; the last seconds' faces get that label.
     Entity("correct_to", "select", "Correct mood to",
            {"ops": list(EMOTIONS), "ic": "mdi:tag-edit-outline"}, command=True),

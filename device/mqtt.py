@@ -112,6 +112,7 @@ class MqttBridge:
             "override": controller.set_override,
             "next_track": lambda _: controller.next_track(),
             "pause": lambda _: controller.pause(),
+            "play": lambda _: controller.play(),
             "correct_to": controller.choose_correction,
             "correct": lambda _: controller.correct_mood(controller.status.get("correct_to")),
         }

@@ -48,6 +48,9 @@ class Player(Protocol):
 
     def pause(self) -> None: ...
 
+    def resume(self) -> None:
+        """Play on the speaker again (the Play button, after Pause)."""
+
     def close(self) -> None: ...
 
 
@@ -74,6 +77,10 @@ class DryRunPlayer:
     def pause(self) -> None:
         logger.info("dry-run player: pause (button)")
         self._status.update(player_state="paused")
+
+    def resume(self) -> None:
+        logger.info("dry-run player: play (button)")
+        self._status.update(player_state="playing")
 
     def close(self) -> None:
         pass

@@ -238,6 +238,9 @@ class SpotifyPlayer:
     def pause(self) -> None:
         self._guarded(self._pause_speaker)
 
+    def resume(self) -> None:
+        self._guarded(self._resume_speaker)
+
     def close(self) -> None:
         self._api.close()
 
@@ -391,6 +394,14 @@ class SpotifyPlayer:
         if device_id := self._on_speaker(self._playback()):
             self._api.call(lambda sp: sp.pause_playback(device_id=device_id))
         self._status.update(player_state="paused")
+
+    def _resume_speaker(self) -> None:
+        """Resume the account's playback on the speaker (moving it there if it was elsewhere)."""
+        if not self._on_speaker(self._playback()):
+            device = self._speaker()
+            logger.info("resuming playback on %s (button)", device["name"])
+            self._api.call(lambda sp: sp.start_playback(device_id=device["id"]))
+        self._status.update(player_state="playing")
 
     # state file: the speaker's last id and the context we last started
     def _load_state(self) -> dict[str, Any]:

@@ -13,8 +13,14 @@ from pathlib import Path
 import cv2
 import pytest
 
+from device.config import Config, apply_changes
+from device.controller import Controller
+from device.daemon import Daemon
+from device.player import DryRunPlayer
+from device.status import StatusBoard
 from tests.daemon_process import REPO, DaemonProcess, build_clip, confident_faces, write_config
 from tests.frames import face_frame, read_gray
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -180,3 +186,37 @@ def test_sighup_reloads_and_a_bad_edit_keeps_the_running_config(tmp_path: Path,
                     f"{config}: mood.dwell_s: -3.0 is out of range")
     assert daemon.process.poll() is None
     assert daemon.terminate()[0] == 0
+
+
+class ButtonRecorder(DryRunPlayer):
+    """A dry-run player that notes the buttons it got."""
+
+    def __init__(self, status: StatusBoard) -> None:
+        super().__init__(status)
+        self.pressed: list[str] = []
+
+    def pause(self) -> None:
+        self.pressed.append("pause")
+
+    def resume(self) -> None:
+        self.pressed.append("resume")
+
+
+def test_player_buttons_reach_whichever_player_is_current(tmp_path: Path) -> None:
+    """Pause and Play (page or Home Assistant) run on the worker, on the player of the moment
+    (a settings change replaces it)."""
+    config = apply_changes(Config(), {"web": {"enabled": False},
+                                      "paths": {"state_dir": str(tmp_path)}})
+    daemon = Daemon(Controller(config, tmp_path / "config.toml", StatusBoard()))
+    first, second = ButtonRecorder(daemon.status), ButtonRecorder(daemon.status)
+    daemon.worker.replace_player(first)
+    daemon.worker.start()
+    try:
+        daemon.controller.pause()
+        wait_until(lambda: first.pressed == ["pause"], "the pause")
+        daemon.worker.replace_player(second)
+        daemon.controller.play()
+        wait_until(lambda: second.pressed == ["resume"], "the play")
+        assert first.pressed == ["pause"]
+    finally:
+        daemon.worker.stop()

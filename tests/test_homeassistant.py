@@ -211,7 +211,7 @@ def test_device_based_discovery_follows_the_documented_schema(layout: Layout) ->
     check_origin(root["origin"])
     assert root["availability_topic"] == f"{layout.base}/availability"
     components = root["components"]
-    assert len(components) == 18
+    assert len(components) == 19
     for component_id, raw in components.items():
         assert ID_CHARS.match(component_id)
         config = expand(raw, ABBREVIATIONS)
@@ -224,7 +224,7 @@ def test_per_entity_discovery_follows_the_documented_schema() -> None:
     """The option for HA before 2024.11: one message per entity, platform in the topic."""
     layout = Layout.from_config(MqttConfig(device_discovery=False), "0a1b2c3d")
     messages = discovery_messages(layout, SETUP_URL)
-    assert len(messages) == 18
+    assert len(messages) == 19
     for topic, payload in messages.items():
         prefix, platform, node, key, config_word = topic.split("/")
         assert (prefix, node, config_word) == ("homeassistant", layout.node_id, "config")
@@ -379,6 +379,7 @@ def test_layout_defaults_and_overrides() -> None:
     ("override", b"none", Command("override", None)),
     ("next_track", b"PRESS", Command("next_track")),
     ("pause", b"PRESS", Command("pause")),
+    ("play", b"PRESS", Command("play")),
     ("correct_to", b"Neutral", Command("correct_to", "neutral")),
     ("correct", b"PRESS", Command("correct")),
 ])

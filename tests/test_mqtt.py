@@ -220,7 +220,7 @@ def test_commands_round_trip_through_the_controller(make_rig: Callable[..., Rig]
     the settings file changes and the new state comes back."""
     rig = make_rig().start()
     layout = rig.layout
-    pressed = {name: threading.Event() for name in ("next_track", "pause", "override")}
+    pressed = {name: threading.Event() for name in ("next_track", "pause", "play", "override")}
     for name, event in pressed.items():
         rig.controller.on_action(name, event.set)
     listener.subscribe(f"{layout.base}/+")
@@ -242,7 +242,8 @@ def test_commands_round_trip_through_the_controller(make_rig: Callable[..., Rig]
 
     listener.publish(layout.command("next_track"), "PRESS")
     listener.publish(layout.command("pause"), "PRESS")
-    assert pressed["next_track"].wait(TIMEOUT) and pressed["pause"].wait(TIMEOUT)
+    listener.publish(layout.command("play"), "PRESS")
+    assert all(pressed[name].wait(TIMEOUT) for name in ("next_track", "pause", "play"))
 
 
 def test_bad_commands_are_logged_and_ignored(make_rig: Callable[..., Rig], listener: Listener,

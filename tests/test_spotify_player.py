@@ -392,6 +392,22 @@ def test_next_and_pause_buttons_act_only_on_the_speaker(
     assert not fake_spotify.playback.is_playing
 
 
+def test_play_button_resumes_on_the_speaker_without_restarting(
+        fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path) -> None:
+    """After Pause, Play continues the playlist where it was (no context in the call)."""
+    player = _player(_config(fake_spotify, tmp_path))
+    playlist = fake_spotify.add_playlist("Up")
+    player.apply(Intent(True, "happy", playlist))
+    player.pause()
+    player.resume()
+    plays = fake_spotify.calls("PUT", "/v1/me/player/play")
+    resume = plays[-1]
+    assert resume.query["device_id"] == speaker.id and "context_uri" not in (resume.body or {})
+    assert fake_spotify.playback.is_playing and fake_spotify.playback.context_uri == playlist
+    player.resume()  # already playing there: nothing to do
+    assert len(fake_spotify.calls("PUT", "/v1/me/player/play")) == len(plays)
+
+
 # --- the setup page's helpers and check ---------------------------------------------------------
 @pytest.mark.parametrize("text", [
     "https://open.spotify.com/playlist/37i9dQZF1DXcBWIGoYBM5M?si=abc123",

@@ -65,6 +65,18 @@ def test_control_api_switches_autoplay_and_camera(site: WebSite) -> None:
     assert bad.status_code == 400 and "unknown command" in bad.json["error"]
 
 
+@pytest.mark.parametrize("button", ["next", "pause", "play"])
+def test_control_api_buttons_reach_the_player_actions(site: WebSite, button: str) -> None:
+    pressed = []
+    for action in ("next_track", "pause", "play"):
+        site.controller.on_action(action, lambda action=action: pressed.append(action))
+    answer = site.client.post("/api/control", json={"action": button},
+                              headers={"X-CSRF-Token": site.csrf()})
+    assert answer.json == {"ok": True}
+    assert pressed == [{"next": "next_track"}.get(button, button)]
+    assert f'data-action="{button}"' in site.text("/")
+
+
 def test_mqtt_settings_are_saved_and_applied(site: WebSite) -> None:
     heard = []
     site.controller.on_config_change(lambda old, new: heard.append(new.mqtt.host))

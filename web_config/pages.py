@@ -189,6 +189,8 @@ def api_control() -> Any:
         controller.next_track()
     elif name == "action" and value == "pause":
         controller.pause()
+    elif name == "action" and value == "play":
+        controller.play()
     else:
         return jsonify(error=f"unknown command {name}={value!r}"), 400
     return jsonify(ok=True)
