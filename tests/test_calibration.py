@@ -394,12 +394,15 @@ def misread_faces(fer2013: Path, count: int = 8) -> tuple[str, str, list[Path]]:
     pytest.fail("the shipped model gets no emotion consistently wrong")
 
 
+PRESS_INTERVAL_S = 3.0  # between "Correct mood" presses: each labels the seconds before it
+
+
 @pytest.mark.slow
-def test_three_corrections_from_home_assistant_change_the_daemons_mood(
+def test_at_most_three_corrections_from_home_assistant_change_the_daemons_mood(
         fer2013: Path, tmp_path: Path, mosquitto: Broker) -> None:
-    """Faces the shipped model misreads: the daemon settles on the wrong mood; three "Correct
-    mood" presses over MQTT later it reports the true one, on its log and on the broker,
-    with only features on disk and no temporary file left."""
+    """Faces the shipped model misreads: the daemon settles on the wrong mood; after at most
+    three "Correct mood" presses over MQTT, a few seconds apart, it reports the true one, on
+    its log and on the broker, with only features on disk and no temporary file left."""
     truth, misread, faces = misread_faces(fer2013)
     frames = [face_frame(read_gray(faces[i % len(faces)]), seed=i) for i in range(200)]
     clip = write_clip(tmp_path / "misread.avi", frames, fps=10)
@@ -422,13 +425,17 @@ base_topic = "mm"
     try:
         daemon.wait_for(f"mood changed: None -> {misread}", timeout=60)
         home_assistant.publish("mm/correct_to/set", truth, qos=1).wait_for_publish(5)
+        corrected = f"mood changed: {misread} -> {truth}"
         for presses in range(1, 4):
+            time.sleep(PRESS_INTERVAL_S)  # the person watches a little longer, then presses
+            if any(corrected in line for line in daemon.read()):
+                break
             home_assistant.publish("mm/correct/set", "PRESS", qos=1).wait_for_publish(5)
             deadline = time.monotonic() + 20
             while sum("calibration: refitted" in line for line in daemon.read()) < presses:
                 assert time.monotonic() < deadline, "\n".join(daemon.lines[-30:])
                 time.sleep(0.1)
-        daemon.wait_for(f"mood changed: {misread} -> {truth}", timeout=30)
+        daemon.wait_for(corrected, timeout=30)
         deadline = time.monotonic() + 10
         while not moods or moods[-1] != truth:
             assert time.monotonic() < deadline, moods
@@ -437,7 +444,9 @@ base_topic = "mm"
         home_assistant.loop_stop()
         home_assistant.disconnect()
         daemon.kill()
-    assert sum(f"relabelled {truth}" in line for line in daemon.lines) == 3
+    refits = sum("calibration: refitted" in line for line in daemon.lines)
+    assert 1 <= refits <= 3
+    assert sum(f"relabelled {truth}" in line for line in daemon.lines) == refits
     assert [p.name for p in state.iterdir() if p.name.startswith("calibration")] == [
         "calibration.npz"]
     assert not any(p.suffix.lower() in (".jpg", ".jpeg", ".png", ".avi") for p in

@@ -11,11 +11,13 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from device.config import Config, apply_changes
 from device.controller import Controller
 from device.daemon import Daemon
+from device.pipeline import Analyser
 from device.player import DryRunPlayer
 from device.status import StatusBoard
 from tests.daemon_process import REPO, DaemonProcess, build_clip, confident_faces, write_config
@@ -146,15 +148,23 @@ def test_a_corrupt_config_falls_back_to_the_last_good_one(tmp_path: Path,
     assert second.terminate()[0] == 0
 
 
+def happy_frames(fer2013: Path) -> list[np.ndarray]:
+    """One confidently happy face, large in the middle, then small at (160, 120): the first
+    that the pipeline finds at both sizes (its recall is measured in test_detector.py)."""
+    analyser = Analyser.from_config(Config())
+    for path in confident_faces(fer2013, "happy"):
+        face = read_gray(path)
+        frames = [face_frame(face), face_frame(face, face_px=120, centre=(160, 120))]
+        if all(analyser.analyse(frame) for frame in frames):
+            return frames
+    pytest.fail("no confident happy face is found at both sizes")
+
+
 def test_detect_prints_faces_and_emotions_as_json(fer2013: Path, tmp_path: Path) -> None:
     folder = tmp_path / "frames"
     folder.mkdir()
-    happy = confident_faces(fer2013, "happy")[0]
-    cv2.imwrite(str(folder / "0.png"), cv2.cvtColor(face_frame(read_gray(happy)),
-                                                    cv2.COLOR_RGB2BGR))
-    cv2.imwrite(str(folder / "1.png"), cv2.cvtColor(face_frame(read_gray(happy), face_px=120,
-                                                               centre=(160, 120)),
-                                                    cv2.COLOR_RGB2BGR))
+    for i, frame in enumerate(happy_frames(fer2013)):
+        cv2.imwrite(str(folder / f"{i}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     result = subprocess.run([sys.executable, "-m", "device.cli", "detect", "--json",
                              "--fast", str(folder)], cwd=REPO, capture_output=True, text=True,
                             timeout=60, check=True)

@@ -245,7 +245,7 @@ def test_the_entities_are_the_ones_the_issue_asks_for() -> None:
         "Emotion": "sensor", "Confidence": "sensor", "Presence": "binary_sensor",
         "Mood": "sensor", "Mood change": "event", "Now playing": "sensor",
         "Auto-play": "switch", "Camera": "switch", "Mood override": "select",
-        "Next track": "button", "Pause": "button", "Analysis rate": "sensor",
+        "Next track": "button", "Pause": "button", "Play": "button", "Analysis rate": "sensor",
         "Camera state": "sensor", "Spotify state": "sensor", "Uptime": "sensor",
         "Correct mood to": "select", "Correct mood": "button", "Calibration": "sensor",
     }

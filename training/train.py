@@ -24,7 +24,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 RECIPE_DEFAULTS: dict[str, Any] = {
-    "epochs": 16,
+    "epochs": 35,
     "batch_size": 128,
     "learning_rate": 0.05,
     "warmup_epochs": 1,
