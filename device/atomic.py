@@ -22,8 +22,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         os.fchmod(fd, mode)
-        folder = os.stat(target.parent)
-        if os.geteuid() == 0 and folder.st_uid != 0:
+        if os.geteuid() == 0 and (folder := os.stat(target.parent)).st_uid != 0:
             os.fchown(fd, folder.st_uid, folder.st_gid)
         with os.fdopen(fd, "wb") as tmp:
             tmp.write(payload)

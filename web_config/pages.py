@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -92,9 +93,8 @@ def first_run() -> Any:
     auth.ensure_setup_code(site().state_dir)
     errors: dict[str, str] = {}
     if request.method == "POST":
-        state_dir = site().state_dir
         errors = _set_new_password(
-            "code", lambda code: auth.setup_code_matches(state_dir, code),
+            "code", functools.partial(auth.setup_code_matches, site().state_dir),
             "This is not the setup code (see the journal: journalctl -u moodmelody).")
         if not errors:
             flash("Password set. Next: link Spotify.")
@@ -107,9 +107,8 @@ def change_password() -> Any:
     """A new admin password; every other browser is logged out by it."""
     errors: dict[str, str] = {}
     if request.method == "POST":
-        state_dir = site().state_dir
         errors = _set_new_password(
-            "current", lambda password: auth.password_matches(state_dir, password),
+            "current", functools.partial(auth.password_matches, site().state_dir),
             "This is not the current password.")
         if not errors:
             logger.info("setup page: admin password changed from %s", _client())
