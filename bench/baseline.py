@@ -23,22 +23,24 @@ import tensorflow as tf
 
 def hobby_model() -> tf.keras.Model:
     layers = tf.keras.layers
-    return tf.keras.Sequential([
-        layers.Input((48, 48, 1)),
-        layers.Conv2D(32, 3, activation="relu"),
-        layers.Conv2D(64, 3, activation="relu"),
-        layers.MaxPooling2D(2),
-        layers.Dropout(0.25),
-        layers.Conv2D(128, 3, activation="relu"),
-        layers.MaxPooling2D(2),
-        layers.Conv2D(128, 3, activation="relu"),
-        layers.MaxPooling2D(2),
-        layers.Dropout(0.25),
-        layers.Flatten(),
-        layers.Dense(1024, activation="relu"),
-        layers.Dropout(0.5),
-        layers.Dense(7, activation="softmax"),
-    ])
+    return tf.keras.Sequential(
+        [
+            layers.Input((48, 48, 1)),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Dropout(0.25),
+            layers.Conv2D(128, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(128, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Dropout(0.25),
+            layers.Flatten(),
+            layers.Dense(1024, activation="relu"),
+            layers.Dropout(0.5),
+            layers.Dense(7, activation="softmax"),
+        ]
+    )
 
 
 def main() -> None:
@@ -55,19 +57,26 @@ def main() -> None:
         faces = cascade.detectMultiScale(gray, scaleFactor=1.3, minNeighbors=5)
         t1 = time.perf_counter()
         for x, y, w, h in faces:
-            crop = cv2.resize(gray[y:y + h, x:x + w], (48, 48))[None, :, :, None] / 255.0
+            crop = cv2.resize(gray[y : y + h, x : x + w], (48, 48))[None, :, :, None] / 255.0
             model.predict(crop.astype(np.float32), verbose=0)
         t2 = time.perf_counter()
         cpu_ms.append((time.process_time() - cpu0) * 1000)
         detect_ms.append((t1 - t0) * 1000)
         emotion_ms.append((t2 - t1) * 1000)
         found += len(faces) > 0
-    print(json.dumps({
-        "detect_ms": detect_ms, "emotion_ms": emotion_ms, "cpu_ms": cpu_ms,
-        "faces_found": found, "frames": len(frames),
-        "parameters": model.count_params(),
-        "versions": {"opencv": cv2.__version__, "tensorflow": tf.__version__},
-    }))
+    print(
+        json.dumps(
+            {
+                "detect_ms": detect_ms,
+                "emotion_ms": emotion_ms,
+                "cpu_ms": cpu_ms,
+                "faces_found": found,
+                "frames": len(frames),
+                "parameters": model.count_params(),
+                "versions": {"opencv": cv2.__version__, "tensorflow": tf.__version__},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

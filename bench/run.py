@@ -46,8 +46,10 @@ def bench_frames(count: int = 70) -> list[np.ndarray]:
     for i in range(count):
         path = face_files(FER2013, EMOTIONS[i % len(EMOTIONS)], count, seed=4)[i // len(EMOTIONS)]
         size = int(rng.integers(150, 260))
-        centre = (int(rng.integers(size // 2, 640 - size // 2)),
-                  int(rng.integers(size // 2, 480 - size // 2)))
+        centre = (
+            int(rng.integers(size // 2, 640 - size // 2)),
+            int(rng.integers(size // 2, 480 - size // 2)),
+        )
         frames.append(face_frame(read_gray(path), size, centre, seed=i))
     return frames
 
@@ -60,8 +62,10 @@ def cpu_model() -> str:
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
-    return {"median": round(statistics.median(values), 3),
-            "p95": round(float(np.percentile(values, 95)), 3)}
+    return {
+        "median": round(statistics.median(values), 3),
+        "p95": round(float(np.percentile(values, 95)), 3),
+    }
 
 
 def time_pipeline(frames: list[np.ndarray]) -> dict[str, object]:
@@ -78,9 +82,13 @@ def time_pipeline(frames: list[np.ndarray]) -> dict[str, object]:
         total.append((time.perf_counter() - t1) * 1000)
         cpu.append((time.process_time() - cpu0) * 1000)
     emotion = [max(t - d, 0.0) for t, d in zip(total, detect, strict=True)]
-    return {"detect_ms": percentiles(detect), "emotion_ms": percentiles(emotion),
-            "total_ms": percentiles(total), "cpu_ms_per_frame": percentiles(cpu),
-            "max_fps": round(1000 / statistics.median(total), 1)}
+    return {
+        "detect_ms": percentiles(detect),
+        "emotion_ms": percentiles(emotion),
+        "total_ms": percentiles(total),
+        "cpu_ms_per_frame": percentiles(cpu),
+        "max_fps": round(1000 / statistics.median(total), 1),
+    }
 
 
 def ensure_baseline_venv() -> Path:
@@ -88,8 +96,9 @@ def ensure_baseline_venv() -> Path:
     if not python.exists():
         print("creating .venv-baseline (TensorFlow + OpenCV 4.x) for the hobby baseline ...")
         subprocess.run([sys.executable, "-m", "venv", str(BASELINE_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *BASELINE_PACKAGES],
-                       check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", *BASELINE_PACKAGES], check=True
+        )
     return python
 
 
@@ -98,14 +107,21 @@ def time_baseline(frames: list[np.ndarray]) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "frames.npz"
         np.savez(data, frames=np.stack(frames))
-        out = subprocess.run([str(python), str(REPO / "bench/baseline.py"), str(data)],
-                             check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [str(python), str(REPO / "bench/baseline.py"), str(data)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
     raw = json.loads(out.stdout.strip().splitlines()[-1])
-    return {"detect_ms": percentiles(raw["detect_ms"][5:]),
-            "emotion_ms": percentiles(raw["emotion_ms"][5:]),
-            "cpu_ms_per_frame": percentiles(raw["cpu_ms"][5:]),
-            "faces_found": f"{raw['faces_found']}/{raw['frames']}",
-            "parameters": raw["parameters"], "versions": raw["versions"]}
+    return {
+        "detect_ms": percentiles(raw["detect_ms"][5:]),
+        "emotion_ms": percentiles(raw["emotion_ms"][5:]),
+        "cpu_ms_per_frame": percentiles(raw["cpu_ms"][5:]),
+        "faces_found": f"{raw['faces_found']}/{raw['frames']}",
+        "parameters": raw["parameters"],
+        "versions": raw["versions"],
+    }
 
 
 def rss_mb(pid: int) -> float:
@@ -133,21 +149,26 @@ state_dir = "{state_dir}"
 
 def daemon_figures(workdir: Path, seconds: float = 40.0) -> dict[str, object]:
     """Run the daemon (setup page on, dry-run player) on a looped neutral/happy clip."""
-    clip = build_clip(workdir / "clip.avi", FER2013, [("neutral", 10.0), ("happy", 10.0)],
-                      fps=10)
-    config = switching_config(workdir / "config.toml", clip, workdir / "state", f"""
+    clip = build_clip(workdir / "clip.avi", FER2013, [("neutral", 10.0), ("happy", 10.0)], fps=10)
+    config = switching_config(
+        workdir / "config.toml",
+        clip,
+        workdir / "state",
+        f"""
 [web]
 listen = "127.0.0.1:{free_port()}"
 [spotify]
 callback_listen = "127.0.0.1:{free_port()}"
-""")
+""",
+    )
     notify = workdir / "notify.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(notify))
         sock.settimeout(30)
         started = time.monotonic()
-        daemon = DaemonProcess.start(config, "--loop", env={"NOTIFY_SOCKET": str(notify),
-                                                           "WATCHDOG_USEC": "2000000"})
+        daemon = DaemonProcess.start(
+            config, "--loop", env={"NOTIFY_SOCKET": str(notify), "WATCHDOG_USEC": "2000000"}
+        )
         try:
             while not sock.recv(4096).startswith(b"READY=1"):
                 pass
@@ -162,12 +183,14 @@ callback_listen = "127.0.0.1:{free_port()}"
         finally:
             daemon.kill()
     fps = [float(m.group(1)) for s in statuses if (m := re.search(r", ([\d.]+) fps", s))]
-    return {"ready_s": round(ready_s, 2),
-            "rss_mb": round(statistics.median(r for r, _ in samples), 1),
-            "rss_mb_max": round(max(r for r, _ in samples), 1),
-            "threads": max(t for _, t in samples),
-            "analysis_fps": fps[-1] if fps else 0.0,
-            "reaction": reaction_delays(workdir, daemon.lines)}
+    return {
+        "ready_s": round(ready_s, 2),
+        "rss_mb": round(statistics.median(r for r, _ in samples), 1),
+        "rss_mb_max": round(max(r for r, _ in samples), 1),
+        "threads": max(t for _, t in samples),
+        "analysis_fps": fps[-1] if fps else 0.0,
+        "reaction": reaction_delays(workdir, daemon.lines),
+    }
 
 
 def reaction_delays(workdir: Path, play_lines: list[str]) -> dict[str, object]:
@@ -176,10 +199,12 @@ def reaction_delays(workdir: Path, play_lines: list[str]) -> dict[str, object]:
     The lag after the dwell comes from a flat-out replay (media time: the faces switch
     every 10 s, so each change's lag is exact); the play call's delay after the mood
     change from the real-time run's millisecond log timestamps."""
-    clip = build_clip(workdir / "switches.avi", FER2013,
-                      [("neutral", 10.0), ("happy", 10.0)] * 3, fps=10)
-    config = switching_config(workdir / "fast.toml", clip, workdir / "fast-state",
-                              "[web]\nenabled = false\n")
+    clip = build_clip(
+        workdir / "switches.avi", FER2013, [("neutral", 10.0), ("happy", 10.0)] * 3, fps=10
+    )
+    config = switching_config(
+        workdir / "fast.toml", clip, workdir / "fast-state", "[web]\nenabled = false\n"
+    )
     daemon = DaemonProcess.start(config, "--fast")
     try:
         daemon.wait_for("ended", timeout=120)
@@ -198,13 +223,16 @@ def reaction_delays(workdir: Path, play_lines: list[str]) -> dict[str, object]:
     play_ms = []
     for i, line in enumerate(play_lines):
         if "mood changed:" in line:
-            play = next((later for later in play_lines[i:] if "dry-run player: play" in later),
-                        None)
+            play = next(
+                (later for later in play_lines[i:] if "dry-run player: play" in later), None
+            )
             if play is not None:
                 play_ms.append((at(play) - at(line)) * 1000)
-    return {"mood_changes": len(changes),
-            "expression_to_mood_s_minus_dwell": percentiles(lags) if lags else None,
-            "mood_to_play_call_ms": percentiles(play_ms) if play_ms else None}
+    return {
+        "mood_changes": len(changes),
+        "expression_to_mood_s_minus_dwell": percentiles(lags) if lags else None,
+        "mood_to_play_call_ms": percentiles(play_ms) if play_ms else None,
+    }
 
 
 def main() -> int:
@@ -218,28 +246,35 @@ def main() -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {cpu_model()}",
         "python": platform.python_version(),
         "frames": f"{len(frames)} frames of 640×480 with one FER2013 test face each",
-        "ours": ours, "baseline": baseline, "daemon": daemon,
+        "ours": ours,
+        "baseline": baseline,
+        "daemon": daemon,
         "cpu_ratio_vs_seed": round(ratio, 1),
         "daemon_rss_mb": daemon["rss_mb"],
-        "targets": {"cpu_ratio_vs_seed": ">= 20", "daemon_rss_mb": "<= 150",
-                    "ready_s": "<= 5"},
+        "targets": {"cpu_ratio_vs_seed": ">= 20", "daemon_rss_mb": "<= 150", "ready_s": "<= 5"},
     }
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     rows = [
         ("face detection, ms (median / p95)", ours["detect_ms"], baseline["detect_ms"]),
         ("emotion, ms (median / p95)", ours["emotion_ms"], baseline["emotion_ms"]),
-        ("CPU per frame, ms (median / p95)", ours["cpu_ms_per_frame"],
-         baseline["cpu_ms_per_frame"]),
+        (
+            "CPU per frame, ms (median / p95)",
+            ours["cpu_ms_per_frame"],
+            baseline["cpu_ms_per_frame"],
+        ),
     ]
     print(f"\n{'':36} {'Mood Melody':>18} {'hobby baseline':>18}")
     for name, a, b in rows:
-        print(f"{name:36} {a['median']:>8.2f} / {a['p95']:<7.2f} {b['median']:>8.2f} / "
-              f"{b['p95']:<7.2f}")
+        print(
+            f"{name:36} {a['median']:>8.2f} / {a['p95']:<7.2f} {b['median']:>8.2f} / "
+            f"{b['p95']:<7.2f}"
+        )
     print(f"{'CPU ratio (baseline / ours)':36} {ratio:>8.1f}×")
     print(f"{'analysis fps possible (1 thread)':36} {ours['max_fps']:>8.1f}")
     print(f"{'daemon: READY after, s':36} {daemon['ready_s']:>8.2f}")
-    print(f"{'daemon: resident memory, MB':36} {daemon['rss_mb']:>8.1f} "
-          f"(max {daemon['rss_mb_max']})")
+    print(
+        f"{'daemon: resident memory, MB':36} {daemon['rss_mb']:>8.1f} (max {daemon['rss_mb_max']})"
+    )
     print(f"{'daemon: threads':36} {daemon['threads']:>8d}")
     print(f"{'daemon: analysis fps (cap 5)':36} {daemon['analysis_fps']:>8.1f}")
     print(f"{'reaction (dwell excluded / play)':36} {json.dumps(daemon['reaction'])}")

@@ -46,7 +46,7 @@ listen = "127.0.0.1:{free_port()}"
 [spotify]
 callback_listen = "127.0.0.1:{free_port()}"
 [paths]
-state_dir = "{workdir / 'state'}"
+state_dir = "{workdir / "state"}"
 """)
     notify = workdir / "notify.sock"
     samples = []
@@ -54,8 +54,11 @@ state_dir = "{workdir / 'state'}"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(notify))
         sock.settimeout(5)
-        daemon = DaemonProcess.start(config, "--loop", env={
-            "NOTIFY_SOCKET": str(notify), "WATCHDOG_USEC": str(int(WATCHDOG_S * 1e6))})
+        daemon = DaemonProcess.start(
+            config,
+            "--loop",
+            env={"NOTIFY_SOCKET": str(notify), "WATCHDOG_USEC": str(int(WATCHDOG_S * 1e6))},
+        )
         try:
             while not sock.recv(4096).startswith(b"READY=1"):
                 pass
@@ -70,15 +73,17 @@ state_dir = "{workdir / 'state'}"
                     pings.append(time.monotonic())
                 if now >= next_sample:
                     pid = daemon.process.pid
-                    samples.append((round(now - started), rss_mb(pid), threads(pid),
-                                    open_fds(pid)))
+                    samples.append((round(now - started), rss_mb(pid), threads(pid), open_fds(pid)))
                     next_sample += 10
                 daemon.read()
             code, _ = daemon.terminate()
         finally:
             daemon.kill()
-    changes = [float(m.group(1)) for line in daemon.lines
-               if (m := re.search(r"mood changed: .* at t=([\d.]+) s", line))]
+    changes = [
+        float(m.group(1))
+        for line in daemon.lines
+        if (m := re.search(r"mood changed: .* at t=([\d.]+) s", line))
+    ]
     gaps = [b - a for a, b in itertools.pairwise(changes)]
     ping_gaps = [b - a for a, b in itertools.pairwise(pings)]
     steady = [s for s in samples if s[0] >= 60] or samples
@@ -86,13 +91,19 @@ state_dir = "{workdir / 'state'}"
     return {
         "minutes": minutes,
         "exit_code": code,
-        "rss_mb": {"first_steady": steady[0][1], "last": steady[-1][1],
-                   "max": max(s[1] for s in steady)},
+        "rss_mb": {
+            "first_steady": steady[0][1],
+            "last": steady[-1][1],
+            "max": max(s[1] for s in steady),
+        },
         "threads": sorted({s[2] for s in steady}),
         "open_fds": sorted({s[3] for s in steady}),
-        "watchdog": {"pings": len(pings), "expected": int(duration / (WATCHDOG_S / 2)),
-                     "longest_gap_s": round(max(ping_gaps), 2) if ping_gaps else None,
-                     "missed": sum(g > WATCHDOG_S for g in ping_gaps)},
+        "watchdog": {
+            "pings": len(pings),
+            "expected": int(duration / (WATCHDOG_S / 2)),
+            "longest_gap_s": round(max(ping_gaps), 2) if ping_gaps else None,
+            "missed": sum(g > WATCHDOG_S for g in ping_gaps),
+        },
         "mood_changes": len(changes),
         "closest_changes_s": round(min(gaps), 1) if gaps else None,
         "bound": f"≤ {int(duration // MIN_INTERVAL_S) + 1} changes, ≥ {MIN_INTERVAL_S:g} s apart",
@@ -113,8 +124,7 @@ def main() -> int:
     summary = {k: v for k, v in result.items() if k != "samples"}
     print(json.dumps(summary, indent=2))
     print(f"written to {out.relative_to(REPO)}")
-    ok = (result["within_bounds"] and result["watchdog"]["missed"] == 0
-          and result["exit_code"] == 0)
+    ok = result["within_bounds"] and result["watchdog"]["missed"] == 0 and result["exit_code"] == 0
     return 0 if ok else 1
 
 

@@ -85,14 +85,23 @@ class Samples:
 
     @classmethod
     def empty(cls, feature_size: int, classes: int) -> Samples:
-        return cls(np.zeros((0, feature_size), np.float32), np.zeros((0, classes), np.float32),
-                   np.zeros(0, np.int64), np.zeros(0, np.float64))
+        return cls(
+            np.zeros((0, feature_size), np.float32),
+            np.zeros((0, classes), np.float32),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.float64),
+        )
 
     @classmethod
-    def of(cls, features: np.ndarray, probabilities: np.ndarray, labels: np.ndarray,
-           times: np.ndarray) -> Samples:
-        return cls(np.asarray(features, np.float32), np.asarray(probabilities, np.float32),
-                   np.asarray(labels, np.int64), np.asarray(times, np.float64))
+    def of(
+        cls, features: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, times: np.ndarray
+    ) -> Samples:
+        return cls(
+            np.asarray(features, np.float32),
+            np.asarray(probabilities, np.float32),
+            np.asarray(labels, np.int64),
+            np.asarray(times, np.float64),
+        )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -101,13 +110,21 @@ class Samples:
         return np.bincount(self.labels, minlength=classes).tolist()
 
     def select(self, rows: np.ndarray) -> Samples:
-        return Samples(self.features[rows], self.probabilities[rows], self.labels[rows],
-                       self.times[rows])
+        return Samples(
+            self.features[rows], self.probabilities[rows], self.labels[rows], self.times[rows]
+        )
 
     def plus(self, other: Samples) -> Samples:
-        return Samples(*(np.concatenate([a, b]) for a, b in zip(
-            (self.features, self.probabilities, self.labels, self.times),
-            (other.features, other.probabilities, other.labels, other.times), strict=True)))
+        return Samples(
+            *(
+                np.concatenate([a, b])
+                for a, b in zip(
+                    (self.features, self.probabilities, self.labels, self.times),
+                    (other.features, other.probabilities, other.labels, other.times),
+                    strict=True,
+                )
+            )
+        )
 
     def capped(self, per_class: int = MAX_PER_CLASS) -> Samples:
         """At most `per_class` of each class, the newest; order otherwise kept."""
@@ -136,7 +153,8 @@ class Calibration:
     def logits(self, features: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
         inputs = self.scaled(features)
         distance = nearest_distance(np.atleast_2d(inputs), self.anchors).reshape(
-            (*inputs.shape[:-1], 1))
+            (*inputs.shape[:-1], 1)
+        )
         fade = max(self.reach * FADE, 1e-9)  # no reach (under two samples): no correction
         weight = np.clip((self.reach * (1 + FADE) - distance) / fade, 0.0, 1.0)
         return log_probabilities(probabilities) + weight * (inputs @ self.weights + self.bias)
@@ -146,20 +164,21 @@ class Calibration:
         return _softmax(self.logits(features, probabilities))
 
 
-def nearest_distance(points: np.ndarray, anchors: np.ndarray,
-                     exclude_self: bool = False) -> np.ndarray:
+def nearest_distance(
+    points: np.ndarray, anchors: np.ndarray, exclude_self: bool = False
+) -> np.ndarray:
     """For each row of `points`, the distance to its nearest row of `anchors`."""
     if not len(anchors):
         return np.full(len(points), np.inf)
-    squared = ((points**2).sum(1)[:, None] + (anchors**2).sum(1)[None, :]
-               - 2 * points @ anchors.T)
+    squared = (points**2).sum(1)[:, None] + (anchors**2).sum(1)[None, :] - 2 * points @ anchors.T
     if exclude_self:  # points are the first rows of anchors
         squared[np.arange(len(points)), np.arange(len(points))] = np.inf
     return np.sqrt(np.clip(squared.min(axis=1), 0.0, None))
 
 
-def fit(samples: Samples, classes: int, strength: float = STRENGTH,
-        iterations: int = ITERATIONS) -> Calibration:
+def fit(
+    samples: Samples, classes: int, strength: float = STRENGTH, iterations: int = ITERATIONS
+) -> Calibration:
     """The correction that best explains `samples`, held towards the shipped model.
 
     Convex (cross-entropy plus an L2 penalty): Nesterov's accelerated gradient with the
@@ -216,9 +235,14 @@ class Figures:
     counts: list[int]
 
     def as_dict(self) -> dict[str, object]:
-        return {"accuracy_before": self.accuracy_before, "accuracy_after": self.accuracy_after,
-                "recall_before": self.recall_before, "recall_after": self.recall_after,
-                "counts": self.counts, "samples": sum(self.counts)}
+        return {
+            "accuracy_before": self.accuracy_before,
+            "accuracy_after": self.accuracy_after,
+            "recall_before": self.recall_before,
+            "recall_after": self.recall_after,
+            "counts": self.counts,
+            "samples": sum(self.counts),
+        }
 
 
 def macro_recall(labels: np.ndarray, predicted: np.ndarray) -> float:
@@ -230,9 +254,13 @@ def figures(labels: np.ndarray, before: np.ndarray, after: np.ndarray, classes: 
     """Figures from true labels and the predicted classes before and after calibration."""
     if len(labels) == 0:
         return Figures(0.0, 0.0, 0.0, 0.0, [0] * classes)
-    return Figures(float(np.mean(before == labels)), float(np.mean(after == labels)),
-                   macro_recall(labels, before), macro_recall(labels, after),
-                   np.bincount(labels, minlength=classes).tolist())
+    return Figures(
+        float(np.mean(before == labels)),
+        float(np.mean(after == labels)),
+        macro_recall(labels, before),
+        macro_recall(labels, after),
+        np.bincount(labels, minlength=classes).tolist(),
+    )
 
 
 def blocked_folds(samples: Samples, folds: int) -> np.ndarray:
@@ -246,8 +274,9 @@ def blocked_folds(samples: Samples, folds: int) -> np.ndarray:
     return fold
 
 
-def evaluate_cv(samples: Samples, classes: int, folds: int = 5,
-                strength: float = STRENGTH) -> Figures:
+def evaluate_cv(
+    samples: Samples, classes: int, folds: int = 5, strength: float = STRENGTH
+) -> Figures:
     """Before/after figures on `samples`, each judged by a calibration fitted without its
     block (blocked cross-validation)."""
     before = samples.probabilities.argmax(axis=1)
@@ -290,17 +319,27 @@ class CalibrationStore:
         self.path = Path(state_dir) / STORE_FILE
 
     def save(self, stored: Stored) -> None:
-        meta = {"version": STORE_VERSION, "labels": list(stored.labels),
-                "model_id": stored.model_id, "saved_at": stored.saved_at,
-                "counts": stored.counts(), "scale": stored.calibration.scale,
-                "reach": stored.calibration.reach}  # the anchors are the scaled features
+        meta = {
+            "version": STORE_VERSION,
+            "labels": list(stored.labels),
+            "model_id": stored.model_id,
+            "saved_at": stored.saved_at,
+            "counts": stored.counts(),
+            "scale": stored.calibration.scale,
+            "reach": stored.calibration.reach,
+        }  # the anchors are the scaled features
         buffer = io.BytesIO()
         np.savez_compressed(
-            buffer, meta=np.array(json.dumps(meta)),
-            features=stored.samples.features, probabilities=stored.samples.probabilities,
-            labels=stored.samples.labels, times=stored.samples.times,
-            mean=stored.calibration.mean, weights=stored.calibration.weights,
-            bias=stored.calibration.bias)
+            buffer,
+            meta=np.array(json.dumps(meta)),
+            features=stored.samples.features,
+            probabilities=stored.samples.probabilities,
+            labels=stored.samples.labels,
+            times=stored.samples.times,
+            mean=stored.calibration.mean,
+            weights=stored.calibration.weights,
+            bias=stored.calibration.bias,
+        )
         write_atomic(self.path, buffer.getvalue())
 
     def load(self) -> Stored | None:
@@ -310,14 +349,26 @@ class CalibrationStore:
                 meta = json.loads(str(data["meta"]))
                 if meta.get("version") != STORE_VERSION:
                     raise StoreError(f"{self.path}: unknown version {meta.get('version')!r}")
-                samples = Samples.of(data["features"], data["probabilities"], data["labels"],
-                                     data["times"])
+                samples = Samples.of(
+                    data["features"], data["probabilities"], data["labels"], data["times"]
+                )
                 scale = float(meta["scale"])
                 anchors = (samples.features.astype(np.float64) - data["mean"]) / scale
-                calibration = Calibration(data["mean"], scale, data["weights"], data["bias"],
-                                          anchors, float(meta["reach"]))
-                return Stored(samples, calibration, tuple(meta["labels"]), str(meta["model_id"]),
-                              float(meta["saved_at"]))
+                calibration = Calibration(
+                    data["mean"],
+                    scale,
+                    data["weights"],
+                    data["bias"],
+                    anchors,
+                    float(meta["reach"]),
+                )
+                return Stored(
+                    samples,
+                    calibration,
+                    tuple(meta["labels"]),
+                    str(meta["model_id"]),
+                    float(meta["saved_at"]),
+                )
         except FileNotFoundError:
             return None
         except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile) as err:

@@ -39,8 +39,10 @@ def ensure_certificate(state_dir: Path, hosts: list[str]) -> tuple[Path, Path]:
         return cert, key
     openssl = shutil.which("openssl")
     if openssl is None:
-        raise RuntimeError("the openssl command is needed to make the callback's certificate "
-                           "(apt-get install openssl)")
+        raise RuntimeError(
+            "the openssl command is needed to make the callback's certificate "
+            "(apt-get install openssl)"
+        )
     names = []
     for host in hosts:
         try:
@@ -51,10 +53,28 @@ def ensure_certificate(state_dir: Path, hosts: list[str]) -> tuple[Path, Path]:
     with tempfile.TemporaryDirectory(dir=state_dir) as tmp:  # 0700: the key is never exposed
         new_cert, new_key = Path(tmp) / CERT_FILE, Path(tmp) / KEY_FILE
         subprocess.run(
-            [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256",
-             "-days", "3650", "-subj", "/CN=Mood Melody", "-keyout", str(new_key),
-             "-out", str(new_cert), "-addext", f"subjectAltName={','.join(names)}"],
-            check=True, capture_output=True, timeout=120,
+            [
+                openssl,
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-sha256",
+                "-days",
+                "3650",
+                "-subj",
+                "/CN=Mood Melody",
+                "-keyout",
+                str(new_key),
+                "-out",
+                str(new_cert),
+                "-addext",
+                f"subjectAltName={','.join(names)}",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
         os.chmod(new_key, 0o600)
         os.replace(new_key, key)
@@ -74,14 +94,16 @@ class CallbackServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], context: ssl.SSLContext, auth: SpotifyAuth,
-                 setup_url: str) -> None:
+    def __init__(
+        self, address: tuple[str, int], context: ssl.SSLContext, auth: SpotifyAuth, setup_url: str
+    ) -> None:
         super().__init__(address, _CallbackHandler)
         self.context = context
         self.auth = auth
         self.setup_url = setup_url
-        self._thread = threading.Thread(target=self.serve_forever, name="spotify-callback",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, name="spotify-callback", daemon=True
+        )
 
     @property
     def port(self) -> int:
@@ -131,9 +153,11 @@ class _CallbackHandler(BaseHTTPRequestHandler):
 
     def _page(self, status: int, title: str, message: str) -> None:
         back = html.escape(self.server.setup_url, quote=True)
-        body = (f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
-                f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>"
-                f'<p><a href="{back}">Back to the setup page</a></p>').encode()
+        body = (
+            f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>"
+            f'<p><a href="{back}">Back to the setup page</a></p>'
+        ).encode()
         self.send_response(status)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
@@ -149,6 +173,5 @@ def start_callback_server(auth: SpotifyAuth, listen: str, setup_url: str) -> Cal
     host, _, port = listen.rpartition(":")
     server = CallbackServer((host, int(port)), context, auth, setup_url)
     server.start()
-    logger.info("Spotify login callback listening on https://%s:%s/callback", host,
-                server.port)
+    logger.info("Spotify login callback listening on https://%s:%s/callback", host, server.port)
     return server

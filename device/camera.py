@@ -67,7 +67,8 @@ class Picamera2Source:
 
         self._camera = Picamera2()
         config = self._camera.create_video_configuration(
-            main={"size": (width, height), "format": "RGB888"})
+            main={"size": (width, height), "format": "RGB888"}
+        )
         self._camera.configure(config)
         self._camera.start()
         self._index = 0
@@ -114,8 +115,11 @@ class OpenCVSource:
                 return None
             raise CameraError(f"{self.description}: no frame (camera unplugged?)")
         self._index += 1
-        stamp = _pace((self._index - 1) / self._fps, self._started, self._realtime) \
-            if self.is_file else time.monotonic()
+        stamp = (
+            _pace((self._index - 1) / self._fps, self._started, self._realtime)
+            if self.is_file
+            else time.monotonic()
+        )
         return Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), stamp, self._index)
 
     def close(self) -> None:
@@ -153,8 +157,9 @@ class ImageSource:
         pass
 
 
-def open_source(spec: str, width: int, height: int, fps: float,
-                realtime: bool = True) -> FrameSource:
+def open_source(
+    spec: str, width: int, height: int, fps: float, realtime: bool = True
+) -> FrameSource:
     """Open what `[camera] source` names; `auto` tries picamera2, then /dev/video0."""
     if spec == "auto":
         problems = []
@@ -189,9 +194,14 @@ class Capture:
     instead of dropping frames, so a replay gives the same result every time.
     """
 
-    def __init__(self, opener: Callable[[], FrameSource], status: StatusBoard,
-                 lossless: bool = False, loop: bool = False,
-                 retry_delays: tuple[float, ...] = RETRY_DELAYS) -> None:
+    def __init__(
+        self,
+        opener: Callable[[], FrameSource],
+        status: StatusBoard,
+        lossless: bool = False,
+        loop: bool = False,
+        retry_delays: tuple[float, ...] = RETRY_DELAYS,
+    ) -> None:
         self._opener = opener
         self._status = status
         self._lossless = lossless
@@ -258,8 +268,9 @@ class Capture:
                 continue
             attempt = 0
             logger.info("camera: using %s", source.description)
-            self._status.update(camera_state="running", camera_source=source.description,
-                                camera_detail="")
+            self._status.update(
+                camera_state="running", camera_source=source.description, camera_detail=""
+            )
             self.first_attempt.set()
             try:
                 finished = self._pump(source)

@@ -20,8 +20,13 @@ def _check(name: str, probe: Callable[[], str]) -> CheckLine:
 def _camera(config: Config) -> str:
     from device.camera import open_source
 
-    source = open_source(config.camera.source, config.camera.width, config.camera.height,
-                         config.camera.fps, realtime=False)
+    source = open_source(
+        config.camera.source,
+        config.camera.width,
+        config.camera.height,
+        config.camera.fps,
+        realtime=False,
+    )
     try:
         frame = source.read()
     finally:

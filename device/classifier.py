@@ -76,8 +76,10 @@ class EmotionClassifier:
             others = [d for d in details if d is not scores]
             features = features or (others[0] if others else None)
         if scores["shape"][-1] != len(self.labels):
-            raise ModelError(f"{meta_file}: {len(self.labels)} labels but the scores output "
-                             f"has {scores['shape'][-1]} values")
+            raise ModelError(
+                f"{meta_file}: {len(self.labels)} labels but the scores output "
+                f"has {scores['shape'][-1]} values"
+            )
         return scores, features
 
     @property

@@ -52,8 +52,12 @@ def load_for_service(path: Path) -> Config:
                 except ConfigError:
                     pass
                 else:
-                    logger.error("running with the last good configuration (%s) until %s is "
-                                 "fixed; then send SIGHUP or restart", last_good, path)
+                    logger.error(
+                        "running with the last good configuration (%s) until %s is "
+                        "fixed; then send SIGHUP or restart",
+                        last_good,
+                        path,
+                    )
                     return config
             logger.error("waiting for %s to be fixed (checking every %g s)", path, WAIT_FOR_FIX_S)
             stop.wait(WAIT_FOR_FIX_S)
@@ -72,9 +76,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_for_service(path)
     if args.source:
         config = dataclasses.replace(
-            config, camera=dataclasses.replace(config.camera, source=args.source))
-    logger.info("Mood Melody %s, config %s%s, state in %s", __version__, path,
-                "" if path.exists() else " (not found: defaults)", config.state_dir())
+            config, camera=dataclasses.replace(config.camera, source=args.source)
+        )
+    logger.info(
+        "Mood Melody %s, config %s%s, state in %s",
+        __version__,
+        path,
+        "" if path.exists() else " (not found: defaults)",
+        config.state_dir(),
+    )
     controller = Controller(config, path, StatusBoard())
     daemon = Daemon(controller, RunOptions(fast=args.fast, loop=args.loop))
     return daemon.run()
@@ -87,8 +97,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
     config = load_config(_config_path(args))
     analyser = Analyser.from_config(config)
     try:
-        source = open_source(args.source, config.camera.width, config.camera.height,
-                             config.camera.fps, realtime=not args.fast)
+        source = open_source(
+            args.source,
+            config.camera.width,
+            config.camera.height,
+            config.camera.fps,
+            realtime=not args.fast,
+        )
     except CameraError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -101,21 +116,41 @@ def cmd_detect(args: argparse.Namespace) -> int:
             started = time.perf_counter()
             results = analyser.analyse(frame.rgb)
             elapsed_ms = (time.perf_counter() - started) * 1000
-            faces = [{
-                "box": [round(r.face.x), round(r.face.y), round(r.face.width),
-                        round(r.face.height)],
-                "score": round(r.face.score, 3),
-                "emotion": analyser.labels[int(r.prediction.probabilities.argmax())],
-                "scores": {label: round(float(p), 3) for label, p in
-                           zip(analyser.labels, r.prediction.probabilities, strict=True)},
-            } for r in results]
-            record = {"frame": frame.index, "time": round(frame.timestamp, 3),
-                      "ms": round(elapsed_ms, 2), "faces": faces}
+            faces = [
+                {
+                    "box": [
+                        round(r.face.x),
+                        round(r.face.y),
+                        round(r.face.width),
+                        round(r.face.height),
+                    ],
+                    "score": round(r.face.score, 3),
+                    "emotion": analyser.labels[int(r.prediction.probabilities.argmax())],
+                    "scores": {
+                        label: round(float(p), 3)
+                        for label, p in zip(
+                            analyser.labels, r.prediction.probabilities, strict=True
+                        )
+                    },
+                }
+                for r in results
+            ]
+            record = {
+                "frame": frame.index,
+                "time": round(frame.timestamp, 3),
+                "ms": round(elapsed_ms, 2),
+                "faces": faces,
+            }
             if args.json:
                 print(json.dumps(record), flush=True)
             else:
-                summary = ", ".join(f"{f['emotion']} {max(f['scores'].values()):.0%} at {f['box']}"
-                                    for f in faces) or "no face"
+                summary = (
+                    ", ".join(
+                        f"{f['emotion']} {max(f['scores'].values()):.0%} at {f['box']}"
+                        for f in faces
+                    )
+                    or "no face"
+                )
                 print(f"{frame.timestamp:9.3f}s  {summary}  ({elapsed_ms:.1f} ms)", flush=True)
             shown += 1
     finally:
@@ -144,8 +179,10 @@ def cmd_reset_password(args: argparse.Namespace) -> int:
 
     config = load_config(_config_path(args))
     code = reset_password(config.state_dir())
-    print(f"The admin password is forgotten. Open the setup page and choose a new one with "
-          f"the setup code {code}.")
+    print(
+        f"The admin password is forgotten. Open the setup page and choose a new one with "
+        f"the setup code {code}."
+    )
     return 0
 
 
@@ -157,30 +194,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("--config", help="config file (default: " + str(default_config_path())
-                         + ")")
+        sub.add_argument(
+            "--config", help="config file (default: " + str(default_config_path()) + ")"
+        )
         return sub
 
     run = add("run", "run the daemon")
     run.add_argument("--source", help="override [camera] source for this run")
-    run.add_argument("--fast", action="store_true",
-                     help="replay a video file or image folder flat out (media time as clock)")
+    run.add_argument(
+        "--fast",
+        action="store_true",
+        help="replay a video file or image folder flat out (media time as clock)",
+    )
     run.add_argument("--loop", action="store_true", help="replay a file forever")
     run.set_defaults(handler=cmd_run)
 
     detect = add("detect", "detect faces and emotions in an image folder, video or camera")
-    detect.add_argument("source", help="image, folder, video file, stream URL, /dev/videoN, "
-                        "picamera2 or auto")
+    detect.add_argument(
+        "source", help="image, folder, video file, stream URL, /dev/videoN, picamera2 or auto"
+    )
     detect.add_argument("--json", action="store_true", help="one JSON object per frame")
     detect.add_argument("--fast", action="store_true", help="do not pace files in real time")
     detect.add_argument("--frames", type=int, help="stop after this many frames")
     detect.set_defaults(handler=cmd_detect)
 
     add("check", "check camera, models, runtime, config, Spotify, MQTT").set_defaults(
-        handler=cmd_check)
+        handler=cmd_check
+    )
     add("login", "link a Spotify account from a terminal").set_defaults(handler=cmd_login)
-    add("reset-password", "forget the setup page's admin password (prints a new setup code)"
-        ).set_defaults(handler=cmd_reset_password)
+    add(
+        "reset-password", "forget the setup page's admin password (prints a new setup code)"
+    ).set_defaults(handler=cmd_reset_password)
     return parser
 
 

@@ -130,8 +130,10 @@ class ModelsConfig:
     threads: int = setting(1, "inference threads per model", minimum=1, maximum=4)
     min_face_score: float = setting(0.5, "face detection threshold, 0..1", minimum=0, maximum=1)
     face_margin: float = setting(
-        0.15, "margin added around a detected face before cropping, fraction of its size",
-        minimum=0, maximum=1,
+        0.15,
+        "margin added around a detected face before cropping, fraction of its size",
+        minimum=0,
+        maximum=1,
     )
 
 
@@ -146,19 +148,26 @@ class MoodConfig:
         0.45, "smoothed probability a mood needs to be a candidate, 0..1", minimum=0, maximum=1
     )
     dwell_s: float = setting(
-        8.0, "how long a new mood must hold before it is announced, seconds",
-        minimum=0, maximum=600,
+        8.0,
+        "how long a new mood must hold before it is announced, seconds",
+        minimum=0,
+        maximum=600,
     )
     min_switch_interval_s: float = setting(
-        120.0, "minimum time between two mood changes (playlist switches), seconds",
-        minimum=0, maximum=86400,
+        120.0,
+        "minimum time between two mood changes (playlist switches), seconds",
+        minimum=0,
+        maximum=86400,
     )
     absent_after_s: float = setting(
-        60.0, "no face for this long means nobody is there (playback pauses), seconds",
-        minimum=1, maximum=86400,
+        60.0,
+        "no face for this long means nobody is there (playback pauses), seconds",
+        minimum=1,
+        maximum=86400,
     )
     follow: str = setting(
-        "largest", "with several faces: follow the largest, or the room's average",
+        "largest",
+        "with several faces: follow the largest, or the room's average",
         choices=("largest", "room"),
     )
 
@@ -168,7 +177,8 @@ class PlayerConfig:
     """[player]: what a mood change does."""
 
     kind: str = setting(
-        "dry-run", "dry-run logs what it would play; spotify plays it",
+        "dry-run",
+        "dry-run logs what it would play; spotify plays it",
         choices=("dry-run", "spotify"),
     )
     autoplay: bool = setting(True, "false: watch and report, but leave playback alone")
@@ -180,7 +190,8 @@ class PlayerConfig:
         "", "no automatic playback in this local time range, HH:MM-HH:MM", check=_time_range
     )
     volume_schedule: str = setting(
-        "", "volume per time of day, HH:MM=percent pairs, e.g. 07:00=40, 19:00=25",
+        "",
+        "volume per time of day, HH:MM=percent pairs, e.g. 07:00=40, 19:00=25",
         check=_volume_schedule,
     )
 
@@ -236,10 +247,12 @@ class MqttConfig:
     tls: bool = setting(False, "use TLS")
     ca_file: str = setting("", "CA certificate file for TLS; empty: the system CAs")
     client_id: str = setting("", "MQTT client id; empty: moodmelody-<device id>")
-    base_topic: str = setting("", "state/command topic root; empty: moodmelody/<device id>",
-                              check=_topic)
-    discovery_prefix: str = setting("homeassistant", "Home Assistant discovery prefix",
-                                    check=_topic)
+    base_topic: str = setting(
+        "", "state/command topic root; empty: moodmelody/<device id>", check=_topic
+    )
+    discovery_prefix: str = setting(
+        "homeassistant", "Home Assistant discovery prefix", check=_topic
+    )
     device_discovery: bool = setting(
         True, "one device-based discovery message (HA 2024.11+); false: one per entity"
     )
@@ -259,8 +272,9 @@ class PathsConfig:
     """[paths]: where the device keeps its state."""
 
     state_dir: str = setting(
-        "", "tokens, calibration, mood history; empty: $STATE_DIRECTORY (systemd) "
-        "or ~/.local/state/moodmelody"
+        "",
+        "tokens, calibration, mood history; empty: $STATE_DIRECTORY (systemd) "
+        "or ~/.local/state/moodmelody",
     )
 
 
@@ -406,17 +420,23 @@ def _toml_value(value: Any) -> str:
 
 def dump_config(config: Config) -> str:
     """The whole config as TOML, each key preceded by its documentation."""
-    lines = ["# Mood Melody configuration: every key with its unit and what is allowed.",
-             "# The setup page rewrites this file when it saves: values are kept, comments",
-             "# are regenerated. `systemctl reload moodmelody` applies hand edits.", ""]
+    lines = [
+        "# Mood Melody configuration: every key with its unit and what is allowed.",
+        "# The setup page rewrites this file when it saves: values are kept, comments",
+        "# are regenerated. `systemctl reload moodmelody` applies hand edits.",
+        "",
+    ]
     for name, cls in sections().items():
         lines.append(f"[{name}]")
         section = getattr(config, name)
         hints = get_type_hints(cls)
         for f in dataclasses.fields(cls):
             kind = hints[f.name]
-            allowed = "" if kind is str and not f.metadata["choices"] else (
-                f" ({_describe(f.metadata, kind)})")
+            allowed = (
+                ""
+                if kind is str and not f.metadata["choices"]
+                else (f" ({_describe(f.metadata, kind)})")
+            )
             lines.append(f"# {f.metadata['doc']}{allowed}")
             lines.append(f"{f.name} = {_toml_value(getattr(section, f.name))}")
         lines.append("")

@@ -106,7 +106,7 @@ class Controller:
 
     # Personal calibration (device.teach.CalibrationService, wired once a model is loaded).
     def correct_mood(self, right: str, wrong: str | None = None) -> int:
-        """"That was not `wrong` (default: the current mood), it was `right`": how many recent
+        """ "That was not `wrong` (default: the current mood), it was `right`": how many recent
         frames were relabelled. ValueError when there is nothing to correct."""
         wrong = wrong or self.status.get("mood") or self.status.get("emotion")
         if right not in EMOTIONS or wrong not in EMOTIONS:

@@ -75,16 +75,19 @@ class Watchdog:
                 self._notifier.notify(WATCHDOG=1, STATUS=status_line(self._status.snapshot()))
             elif not stalled:
                 stalled = True
-                logger.error("analysis loop stalled for %.1f s: withholding watchdog pings",
-                             stalled_for)
+                logger.error(
+                    "analysis loop stalled for %.1f s: withholding watchdog pings", stalled_for
+                )
 
 
 def status_line(status: dict[str, Any]) -> str:
     """The one line `systemctl status` shows."""
     mood = status["override"] or status["mood"] or "none yet"
     who = "someone there" if status["present"] else "nobody there"
-    return (f"mood {mood}, {who}, {status['fps']:.1f} fps, camera {status['camera_state']}, "
-            f"player {status['player_state']}")
+    return (
+        f"mood {mood}, {who}, {status['fps']:.1f} fps, camera {status['camera_state']}, "
+        f"player {status['player_state']}"
+    )
 
 
 class Daemon:
@@ -106,8 +109,11 @@ class Daemon:
         self._stoppers: list[Callable[[], Any]] = []  # MQTT bridge, web servers
         self._last_view: tuple[Any, list[Face]] | None = None  # for the preview, in memory
         controller.on_config_change(self._apply_config)
-        for action, method in (("next_track", "next_track"), ("pause", "pause"),
-                               ("play", "resume")):
+        for action, method in (
+            ("next_track", "next_track"),
+            ("pause", "pause"),
+            ("play", "resume"),
+        ):
             controller.on_action(action, functools.partial(self._press, methodcaller(method)))
         controller.on_action("override", self._reconsider)
 
@@ -119,8 +125,13 @@ class Daemon:
         camera = config.camera
 
         def opener() -> Any:
-            return open_source(camera.source, camera.width, camera.height, camera.fps,
-                               realtime=not self.options.fast)
+            return open_source(
+                camera.source,
+                camera.width,
+                camera.height,
+                camera.fps,
+                realtime=not self.options.fast,
+            )
 
         capture = Capture(opener, self.status, lossless=self.options.fast, loop=self.options.loop)
         capture.set_enabled(camera.enabled)
@@ -139,8 +150,11 @@ class Daemon:
         self.machine = MoodMachine(self.analyser.labels, MoodSettings.from_config(config.mood))
         classifier = self.analyser.classifier
         self.calibration = CalibrationService(
-            self.state_dir, classifier.labels,
-            model_id(config.model_path("emotion"), classifier.has_features), self.status)
+            self.state_dir,
+            classifier.labels,
+            model_id(config.model_path("emotion"), classifier.has_features),
+            self.status,
+        )
         self.calibration.register(self.controller)
         self.status.update(model=self.analyser.classifier.describe())
         logger.info("models loaded: %s", self.analyser.classifier.describe())
@@ -167,13 +181,18 @@ class Daemon:
         except OSError as err:
             logger.error("setup page: cannot listen on %s: %s", config.web.listen, err)
         try:
-            callback = start_callback_server(SpotifyAuth(config, self.state_dir),
-                                             config.spotify.callback_listen,
-                                             setup_url(config) + "/spotify")
+            callback = start_callback_server(
+                SpotifyAuth(config, self.state_dir),
+                config.spotify.callback_listen,
+                setup_url(config) + "/spotify",
+            )
             self._stoppers.append(callback.shutdown)
         except OSError as err:
-            logger.error("Spotify login callback: cannot listen on %s: %s",
-                         config.spotify.callback_listen, err)
+            logger.error(
+                "Spotify login callback: cannot listen on %s: %s",
+                config.spotify.callback_listen,
+                err,
+            )
 
     def snapshot(self) -> bytes | None:
         """The last analysed frame as JPEG with the faces boxed, for the page's preview.
@@ -228,8 +247,9 @@ class Daemon:
         self.stop_event.set()
 
     def _on_reload_signal(self, _signum: int, _frame: Any) -> None:
-        self.notifier.notify(RELOADING=1, MONOTONIC_USEC=time.clock_gettime_ns(
-            time.CLOCK_MONOTONIC) // 1000)
+        self.notifier.notify(
+            RELOADING=1, MONOTONIC_USEC=time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        )
         try:
             self.controller.reload()
             logger.info("configuration reloaded from %s", self.controller.config_path)
@@ -271,7 +291,8 @@ class Daemon:
         self._last_view = (rgb, [r.face for r in results]) if preview else None
         calibrated = self.calibration.observe_frame(now, [r.prediction for r in results])
         combined = combine_faces(
-            [(r.face.area, probs) for r, probs in zip(results, calibrated, strict=True)], follow)
+            [(r.face.area, probs) for r, probs in zip(results, calibrated, strict=True)], follow
+        )
         self.follow(now, combined, len(results))
 
     def follow(self, now: float, probabilities: Any, faces: int) -> None:
@@ -281,20 +302,28 @@ class Daemon:
         events = self.machine.observe(now, probabilities)
         scores = {k: round(v, 3) for k, v in self.machine.scores().items()}
         top = max(scores, key=scores.__getitem__) if scores and faces else None
-        self.status.update(faces=faces, scores=scores,
-                           emotion=top, confidence=scores[top] if top else 0.0)
+        self.status.update(
+            faces=faces, scores=scores, emotion=top, confidence=scores[top] if top else 0.0
+        )
         for event in events:
             self._on_event(event)
 
     def _on_event(self, event: MoodChanged | PresenceChanged) -> None:
         if isinstance(event, MoodChanged):
-            logger.info("mood changed: %s -> %s at t=%.1f s (%s)", event.previous, event.mood,
-                        event.at, event.reason)
-            self.status.update(mood=event.mood, mood_reason=event.reason,
-                               mood_since=time.time())
+            logger.info(
+                "mood changed: %s -> %s at t=%.1f s (%s)",
+                event.previous,
+                event.mood,
+                event.at,
+                event.reason,
+            )
+            self.status.update(mood=event.mood, mood_reason=event.reason, mood_since=time.time())
         else:
-            logger.info("presence changed: %s at t=%.1f s",
-                        "someone there" if event.present else "nobody there", event.at)
+            logger.info(
+                "presence changed: %s at t=%.1f s",
+                "someone there" if event.present else "nobody there",
+                event.at,
+            )
             self.status.update(present=event.present)
         self._reconsider()
 
@@ -313,8 +342,9 @@ class Daemon:
         if mood is None:
             return None
         reason = "mood override" if override else status["mood_reason"]
-        return Intent(play=True, mood=mood, context_uri=config.playlists.for_mood(mood),
-                      reason=reason)
+        return Intent(
+            play=True, mood=mood, context_uri=config.playlists.for_mood(mood), reason=reason
+        )
 
     def _reconsider(self) -> None:
         """Hand the worker what should play now. Called from the analysis loop and from the
@@ -331,7 +361,8 @@ class Daemon:
 
     def _apply_config(self, old: Config, new: Config) -> None:
         if dataclasses.replace(new.camera, enabled=True) != dataclasses.replace(
-                old.camera, enabled=True):
+            old.camera, enabled=True
+        ):
             self.capture.stop()  # another source or size: open it afresh
             self.capture = self._make_capture(new)
             self.capture.start()
@@ -342,7 +373,9 @@ class Daemon:
         if new.models != old.models:
             self.load_models()
         player_settings_changed = (dataclasses.replace(new.player, autoplay=True), new.spotify) != (
-            dataclasses.replace(old.player, autoplay=True), old.spotify)
+            dataclasses.replace(old.player, autoplay=True),
+            old.spotify,
+        )
         if player_settings_changed:  # backends read their settings when they are made
             self.worker.replace_player(make_player(new, self.status, self.state_dir))
             with self._intent_lock:

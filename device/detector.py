@@ -71,8 +71,9 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area + areas - inter, 1e-9)
 
 
-def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = _NMS_IOU
-                 ) -> list[tuple[np.ndarray, float]]:
+def weighted_nms(
+    boxes: np.ndarray, scores: np.ndarray, iou: float = _NMS_IOU
+) -> list[tuple[np.ndarray, float]]:
     """Merge overlapping boxes: each cluster becomes its score-weighted mean box, best score."""
     order = np.argsort(-scores)
     boxes, scores = boxes[order], scores[order]
@@ -100,13 +101,14 @@ class FaceDetector:
         """Faces in an RGB frame (H, W, 3, uint8), largest first."""
         height, width = rgb.shape[:2]
         scale = INPUT_SIZE / max(height, width)
-        resized = cv2.resize(rgb, (round(width * scale), round(height * scale)),
-                             interpolation=cv2.INTER_AREA)
+        resized = cv2.resize(
+            rgb, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
+        )
         # Letterbox into the square input, centred, as MediaPipe does.
         pad_x = (INPUT_SIZE - resized.shape[1]) // 2
         pad_y = (INPUT_SIZE - resized.shape[0]) // 2
         square = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.float32)
-        square[pad_y:pad_y + resized.shape[0], pad_x:pad_x + resized.shape[1]] = resized
+        square[pad_y : pad_y + resized.shape[0], pad_x : pad_x + resized.shape[1]] = resized
         self._interpreter.set_tensor(self._input, (square / 127.5 - 1.0)[None])
         self._interpreter.invoke()
         regressors = self._interpreter.get_tensor(self._regressors)[0]
@@ -123,8 +125,9 @@ class FaceDetector:
             right = min((x1 * INPUT_SIZE - pad_x) / scale, float(width))
             bottom = min((y1 * INPUT_SIZE - pad_y) / scale, float(height))
             if right > left and bottom > top:
-                faces.append(Face(float(left), float(top), float(right - left),
-                                  float(bottom - top), score))
+                faces.append(
+                    Face(float(left), float(top), float(right - left), float(bottom - top), score)
+                )
         return sorted(faces, key=lambda f: f.area, reverse=True)
 
 

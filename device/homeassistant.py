@@ -98,35 +98,78 @@ OVERRIDE_OPTIONS = (NO_FACE, *EMOTIONS)
 _DIAGNOSTIC = {"ent_cat": "diagnostic"}
 
 ENTITIES: tuple[Entity, ...] = (
-    Entity("emotion", "sensor", "Emotion",
-           {"dev_cla": "enum", "ops": _MOODS, "ic": "mdi:emoticon-outline"}, attributes=True),
-    Entity("confidence", "sensor", "Confidence",
-           {"unit_of_meas": "%", "stat_cla": "measurement", "ic": "mdi:gauge"}),
+    Entity(
+        "emotion",
+        "sensor",
+        "Emotion",
+        {"dev_cla": "enum", "ops": _MOODS, "ic": "mdi:emoticon-outline"},
+        attributes=True,
+    ),
+    Entity(
+        "confidence",
+        "sensor",
+        "Confidence",
+        {"unit_of_meas": "%", "stat_cla": "measurement", "ic": "mdi:gauge"},
+    ),
     Entity("presence", "binary_sensor", "Presence", {"dev_cla": "occupancy"}),
-    Entity("mood", "sensor", "Mood",
-           {"dev_cla": "enum", "ops": _MOODS, "ic": "mdi:music-circle-outline"}, attributes=True),
-    Entity("mood_change", "event", "Mood change",
-           {"evt_typ": list(EMOTIONS), "ic": "mdi:swap-horizontal"}),
+    Entity(
+        "mood",
+        "sensor",
+        "Mood",
+        {"dev_cla": "enum", "ops": _MOODS, "ic": "mdi:music-circle-outline"},
+        attributes=True,
+    ),
+    Entity(
+        "mood_change",
+        "event",
+        "Mood change",
+        {"evt_typ": list(EMOTIONS), "ic": "mdi:swap-horizontal"},
+    ),
     Entity("now_playing", "sensor", "Now playing", {"ic": "mdi:playlist-music"}, attributes=True),
     Entity("autoplay", "switch", "Auto-play", {"ic": "mdi:play-circle-outline"}, command=True),
     Entity("camera", "switch", "Camera", {"ic": "mdi:cctv"}, command=True),
-    Entity("override", "select", "Mood override",
-           {"ops": list(OVERRIDE_OPTIONS), "ic": "mdi:hand-back-right-outline"}, command=True),
-    Entity("next_track", "button", "Next track", {"ic": "mdi:skip-next"},
-           state=False, command=True),
+    Entity(
+        "override",
+        "select",
+        "Mood override",
+        {"ops": list(OVERRIDE_OPTIONS), "ic": "mdi:hand-back-right-outline"},
+        command=True,
+    ),
+    Entity(
+        "next_track", "button", "Next track", {"ic": "mdi:skip-next"}, state=False, command=True
+    ),
     Entity("pause", "button", "Pause", {"ic": "mdi:pause"}, state=False, command=True),
     Entity("play", "button", "Play", {"ic": "mdi:play"}, state=False, command=True),
     # "Wrong mood": choose what it was, then press; the last seconds' faces get that label.
-    Entity("correct_to", "select", "Correct mood to",
-           {"ops": list(EMOTIONS), "ic": "mdi:tag-edit-outline"}, command=True),
-    Entity("correct", "button", "Correct mood", {"ic": "mdi:account-check-outline"},
-           state=False, command=True),
+    Entity(
+        "correct_to",
+        "select",
+        "Correct mood to",
+        {"ops": list(EMOTIONS), "ic": "mdi:tag-edit-outline"},
+        command=True,
+    ),
+    Entity(
+        "correct",
+        "button",
+        "Correct mood",
+        {"ic": "mdi:account-check-outline"},
+        state=False,
+        command=True,
+    ),
     Entity("calibration", "sensor", "Calibration", {"ic": "mdi:tune", **_DIAGNOSTIC}),
-    Entity("fps", "sensor", "Analysis rate",
-           {"unit_of_meas": "fps", "stat_cla": "measurement", "ic": "mdi:speedometer",
-            **_DIAGNOSTIC}),
-    Entity("camera_state", "sensor", "Camera state", {"ic": "mdi:camera-outline", **_DIAGNOSTIC},
-           attributes=True),
+    Entity(
+        "fps",
+        "sensor",
+        "Analysis rate",
+        {"unit_of_meas": "fps", "stat_cla": "measurement", "ic": "mdi:speedometer", **_DIAGNOSTIC},
+    ),
+    Entity(
+        "camera_state",
+        "sensor",
+        "Camera state",
+        {"ic": "mdi:camera-outline", **_DIAGNOSTIC},
+        attributes=True,
+    ),
     Entity("spotify_state", "sensor", "Spotify state", {"ic": "mdi:spotify", **_DIAGNOSTIC}),
     Entity("uptime", "sensor", "Uptime", {"dev_cla": "timestamp", **_DIAGNOSTIC}),
 )
@@ -172,8 +215,12 @@ def component_config(entity: Entity, layout: Layout) -> dict[str, Any]:
 
 def discovery_messages(layout: Layout, setup_url: str) -> dict[str, str]:
     """Discovery topic -> JSON payload (publish retained), in the layout's style."""
-    shared = {"dev": _device(layout, setup_url), "o": _ORIGIN,
-              "avty_t": layout.availability, "qos": 1}
+    shared = {
+        "dev": _device(layout, setup_url),
+        "o": _ORIGIN,
+        "avty_t": layout.availability,
+        "qos": 1,
+    }
     if layout.device_discovery:
         components = {e.key: component_config(e, layout) for e in ENTITIES}
         return {layout.discovery_topic(): json.dumps({**shared, "cmps": components})}
@@ -227,12 +274,14 @@ def _confidence(snapshot: Snapshot) -> str:
 
 def _now_playing_attributes(snapshot: Snapshot) -> str:
     playing = snapshot["now_playing"] or {}
-    return json.dumps({
-        "speaker": playing.get("device", ""),
-        "context_uri": playing.get("context_uri", ""),
-        "player_state": snapshot["player_state"],
-        "player_detail": snapshot["player_detail"],
-    })
+    return json.dumps(
+        {
+            "speaker": playing.get("device", ""),
+            "context_uri": playing.get("context_uri", ""),
+            "player_state": snapshot["player_state"],
+            "player_detail": snapshot["player_detail"],
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -245,24 +294,32 @@ class StateTopic:
     throttled: bool = False  # changes with every frame: rate-limited
 
 
-def _state(suffix: str, keys: str, render: Callable[[Snapshot], str], throttled: bool = False
-           ) -> StateTopic:
+def _state(
+    suffix: str, keys: str, render: Callable[[Snapshot], str], throttled: bool = False
+) -> StateTopic:
     return StateTopic(suffix, frozenset(keys.split()), render, throttled)
 
 
 STATES: tuple[StateTopic, ...] = (
     _state("emotion", "emotion", lambda s: s["emotion"] or NO_FACE),
-    _state("emotion/attributes", "scores faces",
-           lambda s: json.dumps({**_scores(s), "faces": s["faces"]}), throttled=True),
+    _state(
+        "emotion/attributes",
+        "scores faces",
+        lambda s: json.dumps({**_scores(s), "faces": s["faces"]}),
+        throttled=True,
+    ),
     _state("confidence", "confidence emotion", _confidence, throttled=True),
     _state("presence", "present", lambda s: _on_off(s["present"])),
     _state("mood", "mood", lambda s: s["mood"] or NO_FACE),
-    _state("mood/attributes", "mood_reason mood_since",
-           lambda s: json.dumps({"reason": s["mood_reason"],
-                                 "since": _timestamp(s["mood_since"])})),
+    _state(
+        "mood/attributes",
+        "mood_reason mood_since",
+        lambda s: json.dumps({"reason": s["mood_reason"], "since": _timestamp(s["mood_since"])}),
+    ),
     _state("now_playing", "now_playing", lambda s: _text((s["now_playing"] or {}).get("name"))),
-    _state("now_playing/attributes", "now_playing player_state player_detail",
-           _now_playing_attributes),
+    _state(
+        "now_playing/attributes", "now_playing player_state player_detail", _now_playing_attributes
+    ),
     _state("autoplay", "autoplay", lambda s: _on_off(s["autoplay"])),
     _state("camera", "camera_enabled", lambda s: _on_off(s["camera_enabled"])),
     _state("override", "override", lambda s: s["override"] or NO_FACE),
@@ -270,8 +327,11 @@ STATES: tuple[StateTopic, ...] = (
     _state("calibration", "calibration", lambda s: _text(s["calibration"])),
     _state("fps", "fps", lambda s: f"{s['fps']:.1f}", throttled=True),
     _state("camera_state", "camera_state", lambda s: _text(s["camera_state"])),
-    _state("camera_state/attributes", "camera_source camera_detail",
-           lambda s: json.dumps({"source": s["camera_source"], "detail": s["camera_detail"]})),
+    _state(
+        "camera_state/attributes",
+        "camera_source camera_detail",
+        lambda s: json.dumps({"source": s["camera_source"], "detail": s["camera_detail"]}),
+    ),
     _state("spotify_state", "spotify_state", lambda s: _text(s["spotify_state"])),
     _state("uptime", "started_at", lambda s: _timestamp(s["started_at"])),
 )
@@ -289,12 +349,14 @@ def mood_event(snapshot: Snapshot, previous: str | None) -> str | None:
     if mood is None or mood == previous:
         return None
     top = sorted(_scores(snapshot).items(), key=lambda item: item[1], reverse=True)[:3]
-    return json.dumps({
-        "event_type": mood,
-        "previous": previous or NO_FACE,
-        "reason": snapshot["mood_reason"],
-        "scores": dict(top),
-    })
+    return json.dumps(
+        {
+            "event_type": mood,
+            "previous": previous or NO_FACE,
+            "reason": snapshot["mood_reason"],
+            "scores": dict(top),
+        }
+    )
 
 
 class Throttle:
@@ -338,7 +400,7 @@ def parse_command(layout: Layout, topic: str, payload: bytes) -> Command:
     prefix, suffix = layout.base + "/", "/set"
     if not (topic.startswith(prefix) and topic.endswith(suffix)):
         raise BadCommand("not a command topic")
-    entity = ENTITY_BY_KEY.get(topic[len(prefix):-len(suffix)])
+    entity = ENTITY_BY_KEY.get(topic[len(prefix) : -len(suffix)])
     if entity is None or not entity.command:
         raise BadCommand("no such command")
     if len(payload) > MAX_COMMAND_BYTES:

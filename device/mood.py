@@ -33,8 +33,13 @@ class MoodSettings:
 
     @classmethod
     def from_config(cls, config: MoodConfig) -> MoodSettings:
-        return cls(config.time_constant_s, config.threshold, config.dwell_s,
-                   config.min_switch_interval_s, config.absent_after_s)
+        return cls(
+            config.time_constant_s,
+            config.threshold,
+            config.dwell_s,
+            config.min_switch_interval_s,
+            config.absent_after_s,
+        )
 
 
 @dataclass(frozen=True)
@@ -84,8 +89,9 @@ class MoodMachine:
             return {}
         return {label: float(p) for label, p in zip(self.labels, self.smoothed, strict=True)}
 
-    def observe(self, now: float, probabilities: Sequence[float] | np.ndarray | None
-                ) -> list[Event]:
+    def observe(
+        self, now: float, probabilities: Sequence[float] | np.ndarray | None
+    ) -> list[Event]:
         """One analysed frame at time `now`: the followed face's probabilities, or None."""
         if probabilities is None:
             return self._no_face(now)
@@ -125,8 +131,10 @@ class MoodMachine:
         held = now - self._candidate_since
         if held < self.settings.dwell_s:
             return None
-        if (self._last_change_at is not None
-                and now - self._last_change_at < self.settings.min_switch_interval_s):
+        if (
+            self._last_change_at is not None
+            and now - self._last_change_at < self.settings.min_switch_interval_s
+        ):
             return None
         previous, self.mood, self._last_change_at = self.mood, self.candidate, now
         scores = self.scores()
@@ -134,8 +142,11 @@ class MoodMachine:
         return MoodChanged(now, self.mood, previous, scores, reason)
 
     def _no_face(self, now: float) -> list[Event]:
-        if (self.present and self._last_face_at is not None
-                and now - self._last_face_at >= self.settings.absent_after_s):
+        if (
+            self.present
+            and self._last_face_at is not None
+            and now - self._last_face_at >= self.settings.absent_after_s
+        ):
             self.present = False
             self.smoothed = None
             self.candidate = None

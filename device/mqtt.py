@@ -83,8 +83,9 @@ def _wait_sent(infos: list[mqtt.MQTTMessageInfo]) -> None:
 class MqttBridge:
     """Publishes the device to Home Assistant and passes its commands to the Controller."""
 
-    def __init__(self, controller: Controller, device_id: str, setup_url: str,
-                 throttle_s: float = 5.0) -> None:
+    def __init__(
+        self, controller: Controller, device_id: str, setup_url: str, throttle_s: float = 5.0
+    ) -> None:
         self._controller = controller
         self._status = controller.status
         self._device_id = device_id
@@ -152,13 +153,20 @@ class MqttBridge:
         if not self._stopped and old.mqtt != new.mqtt:
             self._post(functools.partial(self._reconfigure, new.mqtt))
 
-    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any,
-                    reason: mqtt.ReasonCode, _properties: Any) -> None:
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        _userdata: Any,
+        _flags: Any,
+        reason: mqtt.ReasonCode,
+        _properties: Any,
+    ) -> None:
         if client is not self._client:
             return
         if reason.is_failure:
-            logger.warning("MQTT: %s:%s refused the connection: %s",
-                           self._mqtt.host, self._mqtt.port, reason)
+            logger.warning(
+                "MQTT: %s:%s refused the connection: %s", self._mqtt.host, self._mqtt.port, reason
+            )
             self._status.update(mqtt_state=f"disconnected: {reason}")
             return
         logger.info("MQTT: connected to %s:%s", self._mqtt.host, self._mqtt.port)
@@ -167,15 +175,25 @@ class MqttBridge:
         self._status.update(mqtt_state="connected")
         self._post(functools.partial(self._announce, client))
 
-    def _on_disconnect(self, client: mqtt.Client, _userdata: Any, _flags: Any,
-                       reason: mqtt.ReasonCode, _properties: Any) -> None:
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        _userdata: Any,
+        _flags: Any,
+        reason: mqtt.ReasonCode,
+        _properties: Any,
+    ) -> None:
         if client is not self._client or not self._session_up:
             return  # a refused connection: _on_connect has said why
         self._session_up = False
         self._online.clear()
         why = "connection lost" if reason.is_failure else str(reason)
-        logger.warning("MQTT: disconnected from %s:%s (%s); reconnecting",
-                       self._mqtt.host, self._mqtt.port, why)
+        logger.warning(
+            "MQTT: disconnected from %s:%s (%s); reconnecting",
+            self._mqtt.host,
+            self._mqtt.port,
+            why,
+        )
         self._status.update(mqtt_state=f"disconnected: {why}")
 
     def _on_connect_fail(self, client: mqtt.Client, _userdata: Any) -> None:
@@ -194,8 +212,9 @@ class MqttBridge:
                 logger.info("MQTT: Home Assistant came online; publishing everything again")
                 self._post(functools.partial(self._announce, client))
             return
-        self._post(functools.partial(
-            self._run_command, message.topic, message.payload, message.retain))
+        self._post(
+            functools.partial(self._run_command, message.topic, message.payload, message.retain)
+        )
 
     # -- the bridge's thread --------------------------------------------------------------
 
@@ -261,8 +280,7 @@ class MqttBridge:
         if self._client is not None and stale:
             if self._online.is_set():
                 logger.info("MQTT: clearing %d retained topics of the old settings", len(stale))
-                _wait_sent([self._client.publish(topic, b"", QOS, retain=True)
-                            for topic in stale])
+                _wait_sent([self._client.publish(topic, b"", QOS, retain=True) for topic in stale])
             else:
                 logger.warning("MQTT: not connected; the old discovery messages stay on the broker")
         self._disconnect("disabled", say_offline=self._layout.availability not in stale)
@@ -305,8 +323,9 @@ class MqttBridge:
                 self._client.publish(self._layout.state("mood_change"), event, QOS, retain=False)
             self._last_mood = snapshot["mood"]
 
-    def _send_state(self, state: StateTopic, snapshot: Mapping[str, Any], now: float,
-                    force: bool = False) -> None:
+    def _send_state(
+        self, state: StateTopic, snapshot: Mapping[str, Any], now: float, force: bool = False
+    ) -> None:
         throttle = self._throttles.get(state.suffix)
         if throttle is not None and not force and throttle.wait_s(now) > 0:
             self._held.add(state)
@@ -327,8 +346,11 @@ class MqttBridge:
     def _run_command(self, topic: str, payload: bytes, retained: bool) -> None:
         shown = payload[:80]
         if retained:
-            logger.warning("MQTT: ignoring a retained command on %s (%r): commands must not be "
-                           "retained", topic, shown)
+            logger.warning(
+                "MQTT: ignoring a retained command on %s (%r): commands must not be retained",
+                topic,
+                shown,
+            )
             return
         try:
             command = parse_command(self._layout, topic, payload)

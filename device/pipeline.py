@@ -19,8 +19,9 @@ class FaceResult:
 
 
 class Analyser:
-    def __init__(self, detector: FaceDetector, classifier: EmotionClassifier, margin: float
-                 ) -> None:
+    def __init__(
+        self, detector: FaceDetector, classifier: EmotionClassifier, margin: float
+    ) -> None:
         self.detector = detector
         self.classifier = classifier
         self.margin = margin
@@ -31,8 +32,9 @@ class Analyser:
         # OpenCV would spread each resize over every core: costlier in CPU than in one thread
         # for frames this small, and the Pi has other work to do.
         cv2.setNumThreads(models.threads)
-        detector = FaceDetector(config.model_path("face_detector"), models.threads,
-                                models.min_face_score)
+        detector = FaceDetector(
+            config.model_path("face_detector"), models.threads, models.min_face_score
+        )
         classifier = EmotionClassifier(config.model_path("emotion"), models.threads)
         return cls(detector, classifier, models.face_margin)
 
@@ -50,5 +52,7 @@ class Analyser:
             faces = faces[:1]
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         size = self.classifier.input_size
-        return [FaceResult(face, self.classifier.predict(crop_face(gray, face, size, self.margin)))
-                for face in faces]
+        return [
+            FaceResult(face, self.classifier.predict(crop_face(gray, face, size, self.margin)))
+            for face in faces
+        ]

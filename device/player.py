@@ -62,11 +62,20 @@ class DryRunPlayer:
 
     def apply(self, intent: Intent) -> None:
         if intent.play:
-            logger.info("dry-run player: play mood=%s context=%s (%s)",
-                        intent.mood, intent.context_uri or "-", intent.reason)
-            self._status.update(player_state="playing",
-                                now_playing={"context_uri": intent.context_uri,
-                                             "name": intent.mood or "", "device": "dry-run"})
+            logger.info(
+                "dry-run player: play mood=%s context=%s (%s)",
+                intent.mood,
+                intent.context_uri or "-",
+                intent.reason,
+            )
+            self._status.update(
+                player_state="playing",
+                now_playing={
+                    "context_uri": intent.context_uri,
+                    "name": intent.mood or "",
+                    "device": "dry-run",
+                },
+            )
         else:
             logger.info("dry-run player: pause (%s)", intent.reason)
             self._status.update(player_state="paused")

@@ -31,9 +31,10 @@ def scheduled_volume(schedule: str, now: dtime) -> int | None:
     else the last of the day (it carries over midnight); None without a schedule."""
     if not schedule:
         return None
-    entries = sorted((_minutes(clock), int(percent))
-                     for clock, _, percent in (item.partition("=") for item in
-                                               schedule.split(",")))
+    entries = sorted(
+        (_minutes(clock), int(percent))
+        for clock, _, percent in (item.partition("=") for item in schedule.split(","))
+    )
     minute = now.hour * 60 + now.minute
     earlier = [percent for at, percent in entries if at <= minute]
     return earlier[-1] if earlier else entries[-1][1]

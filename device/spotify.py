@@ -69,8 +69,10 @@ def parse_spotify_link(text: str) -> str:
     """The context URI of a pasted link or URI (open.spotify.com/playlist/ID?si=..., spotify:..)."""
     match = _LINK.match(text.strip())
     if match is None:
-        raise ValueError("not a Spotify playlist, album, artist or show: paste a link like "
-                         "https://open.spotify.com/playlist/... or a spotify:playlist:... URI")
+        raise ValueError(
+            "not a Spotify playlist, album, artist or show: paste a link like "
+            "https://open.spotify.com/playlist/... or a spotify:playlist:... URI"
+        )
     kind = match.group("kind") or match.group("kind2")
     return f"spotify:{kind}:{match.group('id') or match.group('id2')}"
 
@@ -124,13 +126,21 @@ def describe_failure(err: Exception) -> tuple[str, str | None, str]:
         return f"unexpected Spotify failure: {err}", None, "transient"
     status, reason, text = err.http_status, err.reason, _reason_text(err)
     if status == 429 and (reason == "QUOTA_EXCEEDED" or "quota" in text.lower()):
-        return ("the Spotify app's request quota is used up (development-mode apps share "
-                "one per developer); waiting an hour", "quota exceeded", "quota")
+        return (
+            "the Spotify app's request quota is used up (development-mode apps share "
+            "one per developer); waiting an hour",
+            "quota exceeded",
+            "quota",
+        )
     if status == 429:
         return "Spotify asks us to slow down (rate limited)", "rate limited", "rate"
     if status == 403 and reason == "PREMIUM_REQUIRED":
-        return ("Spotify Premium is required to control playback: this account cannot be "
-                "steered by Mood Melody", "premium required", "premium")
+        return (
+            "Spotify Premium is required to control playback: this account cannot be "
+            "steered by Mood Melody",
+            "premium required",
+            "premium",
+        )
     if status == 404:
         return f"speaker unavailable: {text}", None, "speaker"
     if status in (400, 403):
@@ -171,9 +181,13 @@ class SpotifyApi:
         # cannot be emptied), and its default retries sleep out Retry-After for up to an
         # hour (spotipy #766, #1224). We retry ourselves, on the worker.
         self._session = requests.Session()
-        self._client = spotipy.Spotify(auth_manager=self._tokens,
-                                       requests_session=self._session, retries=0,
-                                       status_retries=0, requests_timeout=REQUESTS_TIMEOUT_S)
+        self._client = spotipy.Spotify(
+            auth_manager=self._tokens,
+            requests_session=self._session,
+            retries=0,
+            status_retries=0,
+            requests_timeout=REQUESTS_TIMEOUT_S,
+        )
         api_url = config.spotify.api_url
         self._client.prefix = api_url if api_url.endswith("/") else api_url + "/"
 
@@ -201,17 +215,26 @@ def find_speaker(devices: list[dict[str, Any]], name: str, known_id: str) -> dic
         if wanted and str(device.get("name", "")).strip().casefold() == wanted:
             return device
     listed = ", ".join(str(d.get("name")) for d in devices) or "none"
-    raise SpeakerUnavailable(f"{name or known_id!r} is not among the account's devices "
-                             f"(listed: {listed}); is it asleep or off?")
+    raise SpeakerUnavailable(
+        f"{name or known_id!r} is not among the account's devices "
+        f"(listed: {listed}); is it asleep or off?"
+    )
 
 
 # --- the player backend ---------------------------------------------------------------------
 class SpotifyPlayer:
     """The `spotify` Player: plays each mood's context on the chosen Connect speaker."""
 
-    def __init__(self, config: Config, status: StatusBoard, state_dir: Path, *,
-                 now: Callable[[], datetime] = datetime.now, backoff: Backoff | None = None,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        status: StatusBoard,
+        state_dir: Path,
+        *,
+        now: Callable[[], datetime] = datetime.now,
+        backoff: Backoff | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self._config = config
         self._status = status
         self._api = SpotifyApi(config, state_dir)
@@ -226,8 +249,9 @@ class SpotifyPlayer:
 
     # Player protocol
     def apply(self, intent: Intent) -> None:
-        if intent.play and (wait := quiet_hours_left(self._config.player.quiet_hours,
-                                                     self._now().time())):
+        if intent.play and (
+            wait := quiet_hours_left(self._config.player.quiet_hours, self._now().time())
+        ):
             until = (self._now() + timedelta(seconds=wait)).strftime("%H:%M")
             raise PlayerError(f"quiet hours until {until}: no automatic playback", wait)
         self._guarded(lambda: self._play(intent) if intent.play else self._pause_ours())
@@ -249,8 +273,13 @@ class SpotifyPlayer:
         """Run `work`; a failure becomes a PlayerError with a sensible retry time."""
         try:
             work()
-        except (SpotifyException, requests.RequestException, LinkError, AuthUnavailable,
-                SpeakerUnavailable) as err:
+        except (
+            SpotifyException,
+            requests.RequestException,
+            LinkError,
+            AuthUnavailable,
+            SpeakerUnavailable,
+        ) as err:
             raise self._failed(err) from err
         self._failures = 0
         self._status.update(spotify_state=link_label(self._api.auth.account(), time.time()))
@@ -303,8 +332,11 @@ class SpotifyPlayer:
         playback = self._playback()
         if playback.get("is_playing") and not self._is_ours(playback):
             other = (playback.get("context") or {}).get("uri") or "something"
-            raise PlayerError(f"someone else is playing {other} on the account: not "
-                              f"interrupting (take_over is off)", BUSY_RECHECK_S)
+            raise PlayerError(
+                f"someone else is playing {other} on the account: not "
+                f"interrupting (take_over is off)",
+                BUSY_RECHECK_S,
+            )
         device_id = device["id"]
         current = (playback.get("context") or {}).get("uri")
         here = (playback.get("device") or {}).get("id") == device_id
@@ -319,17 +351,23 @@ class SpotifyPlayer:
             self._start(target, device_id, intent)
         self._set_volume(device)
         info = self._context(target)
-        self._status.update(player_state="playing", now_playing={
-            "context_uri": target, "name": info.get("name") or intent.mood or "",
-            "device": device["name"]})
+        self._status.update(
+            player_state="playing",
+            now_playing={
+                "context_uri": target,
+                "name": info.get("name") or intent.mood or "",
+                "device": device["name"],
+            },
+        )
 
     def _start(self, target: str, device_id: str, intent: Intent) -> None:
         shuffle = self._config.player.shuffle
         total = self._context(target).get("total", 0)
         offset = {"position": self._rng.randrange(total)} if shuffle and total else None
         logger.info("playing %s for mood %s (%s)", target, intent.mood, intent.reason)
-        self._api.call(lambda sp: sp.start_playback(device_id=device_id, context_uri=target,
-                                                    offset=offset))
+        self._api.call(
+            lambda sp: sp.start_playback(device_id=device_id, context_uri=target, offset=offset)
+        )
         self._save_state(context_uri=target)  # ours from now on, even if shuffle fails
         self._api.call(lambda sp: sp.shuffle(shuffle, device_id=device_id))
 
@@ -358,16 +396,19 @@ class SpotifyPlayer:
                 if err.http_status != 404:  # private or Spotify-owned: play it unnamed
                     raise
                 data = {}
-            self._contexts[uri] = {"name": data.get("name", ""),
-                                   "total": (data.get("items") or {}).get("total", 0)}
+            self._contexts[uri] = {
+                "name": data.get("name", ""),
+                "total": (data.get("items") or {}).get("total", 0),
+            }
         return self._contexts[uri]
 
     def _pause_ours(self) -> None:
         playback = self._playback()
         if playback.get("is_playing") and self._is_ours(playback):
             device_id = playback["device"]["id"]
-            logger.info("pausing %s", playback["context"]["uri"] if playback.get("context")
-                        else "playback")
+            logger.info(
+                "pausing %s", playback["context"]["uri"] if playback.get("context") else "playback"
+            )
             self._api.call(lambda sp: sp.pause_playback(device_id=device_id))
             self._status.update(player_state="paused")
         elif not playback.get("is_playing"):
@@ -379,7 +420,8 @@ class SpotifyPlayer:
         spotify = self._config.spotify
         known = {self._state.get("device_id"), spotify.device_id} - {None, ""}
         same_name = bool(spotify.device_name) and (
-            str(device.get("name", "")).casefold() == spotify.device_name.casefold())
+            str(device.get("name", "")).casefold() == spotify.device_name.casefold()
+        )
         if playback.get("is_playing") and (device.get("id") in known or same_name):
             return str(device["id"])
         return None
@@ -424,8 +466,9 @@ class SpotifyServiceError(Exception):
 class SpotifyService:
     """What the setup page asks of Spotify: speakers, playlist search, a test play."""
 
-    def __init__(self, config: Config, state_dir: Path,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, config: Config, state_dir: Path, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self._config = config
         self._api = SpotifyApi(config, state_dir)
         self._sleep = sleep
@@ -433,15 +476,15 @@ class SpotifyService:
     def _call(self, action: Callable[[spotipy.Spotify], T]) -> T:
         try:
             return self._api.call(action)
-        except (SpotifyException, requests.RequestException, LinkError,
-                AuthUnavailable) as err:
+        except (SpotifyException, requests.RequestException, LinkError, AuthUnavailable) as err:
             raise SpotifyServiceError(describe_failure(err)[0]) from err
 
     def devices(self) -> list[dict[str, Any]]:
         answer = self._call(lambda sp: sp.devices())
-        return [{key: d.get(key) for key in ("id", "name", "type", "is_active",
-                                              "volume_percent")}
-                for d in answer["devices"]]
+        return [
+            {key: d.get(key) for key in ("id", "name", "type", "is_active", "volume_percent")}
+            for d in answer["devices"]
+        ]
 
     def search_playlists(self, query: str, limit: int = 8) -> list[dict[str, str]]:
         answer = self._call(lambda sp: sp.search(query, limit=limit, type="playlist"))
@@ -450,9 +493,14 @@ class SpotifyService:
             if not item:  # Spotify answers null for items it will not show
                 continue
             owner = item.get("owner") or {}
-            found.append({"name": item.get("name", ""), "uri": item["uri"],
-                          "image": (item.get("images") or [{}])[0].get("url", ""),
-                          "owner": owner.get("display_name") or owner.get("id", "")})
+            found.append(
+                {
+                    "name": item.get("name", ""),
+                    "uri": item["uri"],
+                    "image": (item.get("images") or [{}])[0].get("url", ""),
+                    "owner": owner.get("display_name") or owner.get("id", ""),
+                }
+            )
         return found
 
     def context_info(self, uri: str) -> dict[str, str]:
@@ -465,16 +513,21 @@ class SpotifyService:
             data = self._api.call(lambda sp: sp.playlist(cid, fields="name,images,owner"))
         except SpotifyException as err:
             if err.http_status == 404:
-                raise SpotifyServiceError("Spotify does not show this playlist (deleted, "
-                                          "private, or owned by Spotify); it may still "
-                                          "play") from err
+                raise SpotifyServiceError(
+                    "Spotify does not show this playlist (deleted, "
+                    "private, or owned by Spotify); it may still "
+                    "play"
+                ) from err
             raise SpotifyServiceError(describe_failure(err)[0]) from err
         except (requests.RequestException, LinkError, AuthUnavailable) as err:
             raise SpotifyServiceError(describe_failure(err)[0]) from err
         owner = data.get("owner") or {}
-        return {"uri": uri, "name": data.get("name", ""),
-                "image": (data.get("images") or [{}])[0].get("url", ""),
-                "owner": owner.get("display_name") or owner.get("id", "")}
+        return {
+            "uri": uri,
+            "name": data.get("name", ""),
+            "image": (data.get("images") or [{}])[0].get("url", ""),
+            "owner": owner.get("display_name") or owner.get("id", ""),
+        }
 
     def test_play(self, device_name_or_id: str, seconds: float = 5) -> str:
         """Play the first configured playlist (or resume) on a speaker for `seconds`, pause."""
@@ -485,9 +538,14 @@ class SpotifyService:
             raise SpotifyServiceError(f"speaker unavailable: {err}") from err
         device_id = device["id"]
         playlists = self._config.playlists
-        context = next((playlists.for_mood(m) for m in ("happy", "neutral", "sad", "angry",
-                                                         "surprise", "fear", "disgust")
-                        if playlists.for_mood(m)), None)
+        context = next(
+            (
+                playlists.for_mood(m)
+                for m in ("happy", "neutral", "sad", "angry", "surprise", "fear", "disgust")
+                if playlists.for_mood(m)
+            ),
+            None,
+        )
         if context:
             self._call(lambda sp: sp.start_playback(device_id=device_id, context_uri=context))
         else:
@@ -500,34 +558,54 @@ class SpotifyService:
         self._api.close()
 
 
-def check(config: Config, state_dir: Path,
-          clock: Callable[[], float] = time.time) -> list[tuple[str, bool, str]]:
+def check(
+    config: Config, state_dir: Path, clock: Callable[[], float] = time.time
+) -> list[tuple[str, bool, str]]:
     """`moodmelody check` lines for Spotify: (name, ok, message)."""
     auth = SpotifyAuth(config, state_dir, clock)
     account = auth.account()
     now = clock()
     lines: list[tuple[str, bool, str]] = []
     if not config.spotify.client_id:
-        return [("spotify link", False, "no client id: register a Spotify app and enter it "
-                                        "on the setup page")]
+        return [
+            (
+                "spotify link",
+                False,
+                "no client id: register a Spotify app and enter it on the setup page",
+            )
+        ]
     if account is None:
-        return [("spotify link", False, "not linked: log in on the setup page or run "
-                                        "`moodmelody login`")]
+        return [
+            (
+                "spotify link",
+                False,
+                "not linked: log in on the setup page or run `moodmelody login`",
+            )
+        ]
     label = link_label(account, now)
-    lines.append(("spotify link", label.startswith("linked"),
-                  account.broken or label))
+    lines.append(("spotify link", label.startswith("linked"), account.broken or label))
     deadline = time.strftime("%Y-%m-%d", time.localtime(account.deadline))
     days = account.days_left(now)
-    lines.append(("spotify login deadline", days > DEADLINE_WARNING_DAYS,
-                  f"log in again before {deadline} ({days} days left)"))
-    lines.append(("spotify premium", account.premium,
-                  "Premium" if account.premium else
-                  f"{account.product or 'unknown'} account: playback control needs Premium"))
+    lines.append(
+        (
+            "spotify login deadline",
+            days > DEADLINE_WARNING_DAYS,
+            f"log in again before {deadline} ({days} days left)",
+        )
+    )
+    lines.append(
+        (
+            "spotify premium",
+            account.premium,
+            "Premium"
+            if account.premium
+            else f"{account.product or 'unknown'} account: playback control needs Premium",
+        )
+    )
     if not label.startswith("linked"):
         return lines
     if not (config.spotify.device_name or config.spotify.device_id):
-        return [*lines, ("spotify speaker", False, "no speaker chosen: pick one on the setup "
-                                                   "page")]
+        return [*lines, ("spotify speaker", False, "no speaker chosen: pick one on the setup page")]
     api = SpotifyApi(config, state_dir)
     try:
         devices = api.call(lambda sp: sp.devices())["devices"]

@@ -108,8 +108,9 @@ def _oauth_problem(answer: requests.Response) -> tuple[str, str]:
 class SpotifyAuth:
     """The account link of one device. Safe to use from several threads and processes."""
 
-    def __init__(self, config: Config, state_dir: Path,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, config: Config, state_dir: Path, clock: Callable[[], float] = time.time
+    ) -> None:
         self._spotify = config.spotify
         self._dir = Path(state_dir)
         self._clock = clock
@@ -130,17 +131,24 @@ class SpotifyAuth:
         state = secrets.token_urlsafe(16)
         now = self._clock()
         with self._locked():
-            pending = {s: p for s, p in self._read(self._login_file).items()
-                       if now - p["created_at"] < LOGIN_TIMEOUT_S}
-            pending[state] = {"verifier": verifier, "redirect_uri": redirect_uri,
-                              "created_at": now}
+            pending = {
+                s: p
+                for s, p in self._read(self._login_file).items()
+                if now - p["created_at"] < LOGIN_TIMEOUT_S
+            }
+            pending[state] = {"verifier": verifier, "redirect_uri": redirect_uri, "created_at": now}
             write_atomic(self._login_file, json.dumps(pending))
-        query = urlencode({
-            "client_id": self._spotify.client_id, "response_type": "code",
-            "redirect_uri": redirect_uri, "code_challenge_method": "S256",
-            "code_challenge": pkce_challenge(verifier), "state": state,
-            "scope": " ".join(SCOPES),
-        })
+        query = urlencode(
+            {
+                "client_id": self._spotify.client_id,
+                "response_type": "code",
+                "redirect_uri": redirect_uri,
+                "code_challenge_method": "S256",
+                "code_challenge": pkce_challenge(verifier),
+                "state": state,
+                "scope": " ".join(SCOPES),
+            }
+        )
         return f"{self._accounts}/authorize?{query}"
 
     def finish_login(self, redirected_url: str) -> Account:
@@ -153,18 +161,27 @@ class SpotifyAuth:
         if params.get("error"):
             raise LoginError(f"Spotify did not link the account ({params['error']}).")
         if "code" not in params or "state" not in params:
-            raise LoginError("That address has no login code in it: copy the whole address "
-                             "from the browser's address bar after approving on Spotify.")
+            raise LoginError(
+                "That address has no login code in it: copy the whole address "
+                "from the browser's address bar after approving on Spotify."
+            )
         login = self._take_pending(params["state"])
-        answer = self._post_token({
-            "grant_type": "authorization_code", "code": params["code"],
-            "redirect_uri": login["redirect_uri"], "client_id": self._spotify.client_id,
-            "code_verifier": login["verifier"],
-        }, LoginError)
+        answer = self._post_token(
+            {
+                "grant_type": "authorization_code",
+                "code": params["code"],
+                "redirect_uri": login["redirect_uri"],
+                "client_id": self._spotify.client_id,
+                "code_verifier": login["verifier"],
+            },
+            LoginError,
+        )
         if answer.status_code != 200:
             error, description = _oauth_problem(answer)
-            raise LoginError(f"Spotify refused the login: {description or error} "
-                             f"(HTTP {answer.status_code}); start again.")
+            raise LoginError(
+                f"Spotify refused the login: {description or error} "
+                f"(HTTP {answer.status_code}); start again."
+            )
         tokens = self._tokens_from(answer.json(), refresh_token=None)
         tokens["consent_at"] = self._clock()
         tokens["user"] = self._fetch_user(tokens["access_token"])
@@ -182,8 +199,10 @@ class SpotifyAuth:
             login = pending.pop(state, None)
             write_atomic(self._login_file, json.dumps(pending))
         if login is None:
-            raise LoginError("This login was not started here or was already used: "
-                             "start again from the setup page.")
+            raise LoginError(
+                "This login was not started here or was already used: "
+                "start again from the setup page."
+            )
         if self._clock() - login["created_at"] > LOGIN_TIMEOUT_S:
             raise LoginError("This login took longer than 10 minutes: start again.")
         return dict(login)
@@ -191,15 +210,19 @@ class SpotifyAuth:
     def _fetch_user(self, access_token: str) -> dict[str, str]:
         url = self._spotify.api_url.rstrip("/") + "/me"
         try:
-            answer = requests.get(url, headers={"Authorization": f"Bearer {access_token}"},
-                                  timeout=REQUEST_TIMEOUT_S)
+            answer = requests.get(
+                url, headers={"Authorization": f"Bearer {access_token}"}, timeout=REQUEST_TIMEOUT_S
+            )
         except requests.RequestException as err:
             raise LoginError(f"Could not reach Spotify to read the account: {err}") from err
         if answer.status_code != 200:
             raise LoginError(f"Spotify did not return the account (HTTP {answer.status_code})")
         me = answer.json()
-        return {"id": str(me.get("id", "")), "display_name": str(me.get("display_name") or ""),
-                "product": str(me.get("product", ""))}
+        return {
+            "id": str(me.get("id", "")),
+            "display_name": str(me.get("display_name") or ""),
+            "product": str(me.get("product", "")),
+        }
 
     def logout(self) -> None:
         with self._locked():
@@ -212,9 +235,13 @@ class SpotifyAuth:
         if not tokens:
             return None
         user = tokens.get("user", {})
-        return Account(user_id=user.get("id", ""), display_name=user.get("display_name", ""),
-                       product=user.get("product", ""), consent_at=tokens["consent_at"],
-                       broken=tokens.get("broken", ""))
+        return Account(
+            user_id=user.get("id", ""),
+            display_name=user.get("display_name", ""),
+            product=user.get("product", ""),
+            consent_at=tokens["consent_at"],
+            broken=tokens.get("broken", ""),
+        )
 
     def redirect_uris(self, host: str) -> list[str]:
         """What the user registers in their Spotify app: the HTTPS callback and the loopback."""
@@ -248,24 +275,31 @@ class SpotifyAuth:
         if tokens.get("broken"):
             raise LinkError(tokens["broken"])
         if self._clock() >= tokens["consent_at"] + REFRESH_TOKEN_LIFETIME_S:
-            self._mark_broken(tokens, "The Spotify login is six months old and has expired: "
-                                      "log in again.")
+            self._mark_broken(
+                tokens, "The Spotify login is six months old and has expired: log in again."
+            )
         return tokens
 
     def _refresh(self, tokens: dict[str, Any]) -> str:
         """Called with the lock held: exchange the refresh token, save, then hand out."""
-        answer = self._post_token({
-            "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
-            "client_id": self._spotify.client_id,
-        }, AuthUnavailable)
+        answer = self._post_token(
+            {
+                "grant_type": "refresh_token",
+                "refresh_token": tokens["refresh_token"],
+                "client_id": self._spotify.client_id,
+            },
+            AuthUnavailable,
+        )
         if answer.status_code == 400 or answer.status_code == 401:
             error, description = _oauth_problem(answer)
             if error in ("invalid_grant", "invalid_client"):
-                self._mark_broken(tokens, f"Spotify no longer accepts this device's login "
-                                          f"({description or error}): log in again.")
+                self._mark_broken(
+                    tokens,
+                    f"Spotify no longer accepts this device's login "
+                    f"({description or error}): log in again.",
+                )
         if answer.status_code != 200:
-            raise AuthUnavailable(f"Spotify's accounts service answered HTTP "
-                                  f"{answer.status_code}")
+            raise AuthUnavailable(f"Spotify's accounts service answered HTTP {answer.status_code}")
         fresh = self._tokens_from(answer.json(), refresh_token=tokens["refresh_token"])
         tokens.update(fresh)
         write_atomic(self._token_file, json.dumps(tokens))  # before the token is used
@@ -283,18 +317,24 @@ class SpotifyAuth:
         refresh = answer.get("refresh_token") or refresh_token
         if not refresh:
             raise LoginError("Spotify returned no refresh token.")
-        return {"access_token": answer["access_token"], "refresh_token": refresh,
-                "expires_at": self._clock() + float(answer.get("expires_in", 3600)),
-                "scope": answer.get("scope", "")}
+        return {
+            "access_token": answer["access_token"],
+            "refresh_token": refresh,
+            "expires_at": self._clock() + float(answer.get("expires_in", 3600)),
+            "scope": answer.get("scope", ""),
+        }
 
     def _post_token(self, form: dict[str, str], failure: type[Exception]) -> requests.Response:
         try:
-            return requests.post(f"{self._accounts}/api/token", data=form,
-                                 timeout=REQUEST_TIMEOUT_S)
+            return requests.post(
+                f"{self._accounts}/api/token", data=form, timeout=REQUEST_TIMEOUT_S
+            )
         except requests.RequestException as err:
             # The message names the host only: the form holds the code or refresh token.
-            raise failure(f"Could not reach Spotify's accounts service at {self._accounts}: "
-                          f"{type(err).__name__}") from err
+            raise failure(
+                f"Could not reach Spotify's accounts service at {self._accounts}: "
+                f"{type(err).__name__}"
+            ) from err
 
     # --- files -------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -328,19 +368,24 @@ def login_command(config: Config, state_dir: Path, stdin: TextIO, stdout: TextIO
     except LoginError as err:
         print(f"error: {err}", file=stdout)
         return 2
-    print(f"Your Spotify app must list this redirect URI: {LOOPBACK_REDIRECT}\n"
-          "1. Open this address in a browser and approve:\n\n"
-          f"   {url}\n\n"
-          "2. The browser then fails to load a 127.0.0.1 page. That is expected.\n"
-          "   Copy the whole address from its address bar and paste it here:",
-          file=stdout, flush=True)
+    print(
+        f"Your Spotify app must list this redirect URI: {LOOPBACK_REDIRECT}\n"
+        "1. Open this address in a browser and approve:\n\n"
+        f"   {url}\n\n"
+        "2. The browser then fails to load a 127.0.0.1 page. That is expected.\n"
+        "   Copy the whole address from its address bar and paste it here:",
+        file=stdout,
+        flush=True,
+    )
     try:
         account = auth.finish_login(stdin.readline())
     except LoginError as err:
         print(f"error: {err}", file=stdout)
         return 1
     product = "Premium" if account.premium else f"not Premium ({account.product or 'unknown'})"
-    print(f"Linked as {account.display_name or account.user_id}, {product}. "
-          f"Log in again before {time.strftime('%Y-%m-%d', time.localtime(account.deadline))}.",
-          file=stdout)
+    print(
+        f"Linked as {account.display_name or account.user_id}, {product}. "
+        f"Log in again before {time.strftime('%Y-%m-%d', time.localtime(account.deadline))}.",
+        file=stdout,
+    )
     return 0

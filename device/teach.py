@@ -96,9 +96,14 @@ class FeatureLog:
 class TeachSession:
     """One guided sequence of prompts; pure: every call says what time it is (monotonic)."""
 
-    def __init__(self, labels: Sequence[str], started_at: float,
-                 prompts: Sequence[tuple[str, str]] = PROMPTS, ready_s: float = READY_S,
-                 capture_s: float = CAPTURE_S) -> None:
+    def __init__(
+        self,
+        labels: Sequence[str],
+        started_at: float,
+        prompts: Sequence[tuple[str, str]] = PROMPTS,
+        ready_s: float = READY_S,
+        capture_s: float = CAPTURE_S,
+    ) -> None:
         unknown = {emotion for emotion, _ in prompts} - set(labels)
         if unknown:
             raise ValueError(f"prompts for emotions the model lacks: {sorted(unknown)}")
@@ -147,13 +152,22 @@ class TeachSession:
         """What the page shows: the prompt, its countdown, whether a face is found."""
         step = self._step(now)
         face_found = self._face_at is not None and now - self._face_at <= FACE_FOUND_FOR_S
-        state: dict[str, Any] = {"active": step is not None, "face_found": face_found,
-                                 "counts": self.counts(), "total_prompts": len(self.prompts)}
+        state: dict[str, Any] = {
+            "active": step is not None,
+            "face_found": face_found,
+            "counts": self.counts(),
+            "total_prompts": len(self.prompts),
+        }
         if step is not None:
             index, recording, left = step
             emotion, instruction = self.prompts[index]
-            state.update(index=index, emotion=emotion, instruction=instruction,
-                         recording=recording, seconds_left=round(left, 1))
+            state.update(
+                index=index,
+                emotion=emotion,
+                instruction=instruction,
+                recording=recording,
+                seconds_left=round(left, 1),
+            )
         return state
 
     def samples(self, taken_at: float) -> Samples:
@@ -161,19 +175,27 @@ class TeachSession:
         if not self._taken:
             return Samples.empty(0, len(self.labels))
         observations = [observation for observation, _ in self._taken]
-        return Samples.of(np.array([o.features for o in observations]),
-                          np.array([o.probabilities for o in observations]),
-                          np.array([label for _, label in self._taken]),
-                          taken_at + np.arange(len(observations)) * 1e-3)
+        return Samples.of(
+            np.array([o.features for o in observations]),
+            np.array([o.probabilities for o in observations]),
+            np.array([label for _, label in self._taken]),
+            taken_at + np.arange(len(observations)) * 1e-3,
+        )
 
 
 class CalibrationService:
     """The household calibration of one loaded model: applied to every frame, taught,
     corrected, refitted on a background thread and saved in the state directory."""
 
-    def __init__(self, state_dir: Path, labels: Sequence[str], model: str, status: StatusBoard,
-                 clock: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        labels: Sequence[str],
+        model: str,
+        status: StatusBoard,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self.labels = tuple(labels)
         self.model = model
         self.store = CalibrationStore(state_dir)
@@ -201,10 +223,15 @@ class CalibrationService:
             self._status.update(calibration=f"shipped model (stored calibration unreadable: {err})")
             return
         if stored is not None and (stored.model_id, stored.labels) != (self.model, self.labels):
-            logger.warning("calibration: %s was made for another emotion model; using the "
-                           "shipped model until you teach it again", self.store.path)
-            self._status.update(calibration="shipped model (the calibration was made for another "
-                                            "model: teach it again)")
+            logger.warning(
+                "calibration: %s was made for another emotion model; using the "
+                "shipped model until you teach it again",
+                self.store.path,
+            )
+            self._status.update(
+                calibration="shipped model (the calibration was made for another "
+                "model: teach it again)"
+            )
             return
         if stored is not None:
             self._samples, self._calibration = stored.samples, stored.calibration
@@ -217,13 +244,21 @@ class CalibrationService:
             return
         taught = sum(1 for count in samples.counts(len(self.labels)) if count)
         date = time.strftime("%Y-%m-%d %H:%M", time.localtime(saved_at or self._wall_clock()))
-        self._status.update(calibration=f"calibrated: {len(samples)} samples of {taught} "
-                                        f"emotions, {date}")
+        self._status.update(
+            calibration=f"calibrated: {len(samples)} samples of {taught} emotions, {date}"
+        )
 
     def register(self, controller: Controller) -> None:
         """Wire the Controller's calibration commands to this service."""
-        for name in ("correct", "teach_start", "teach_state", "teach_finish", "teach_save",
-                     "teach_discard", "reset"):
+        for name in (
+            "correct",
+            "teach_start",
+            "teach_state",
+            "teach_finish",
+            "teach_save",
+            "teach_discard",
+            "reset",
+        ):
             controller.on_action(f"calibration.{name}", getattr(self, name))
 
     # -- the analysis loop -------------------------------------------------------------
@@ -233,8 +268,9 @@ class CalibrationService:
         teach session, and return every face's calibrated probabilities."""
         followed = None
         if predictions:
-            followed = Observation(now, feature_vector(predictions[0]),
-                                   predictions[0].probabilities)
+            followed = Observation(
+                now, feature_vector(predictions[0]), predictions[0].probabilities
+            )
             self.log.add(followed)
         with self._lock:
             self._last_frame_at = now
@@ -248,7 +284,7 @@ class CalibrationService:
     # -- corrections -------------------------------------------------------------------
 
     def correct(self, wrong: str, right: str) -> int:
-        """"That was not `wrong`, it was `right`": the last seconds' frames that read as
+        """ "That was not `wrong`, it was `right`": the last seconds' frames that read as
         `wrong` (all of them if none did) get the label `right`; refits in the background.
         Returns how many frames were labelled; ValueError when no face was seen lately."""
         for emotion in (wrong, right):
@@ -258,8 +294,7 @@ class CalibrationService:
             recent = self.log.since(self._last_frame_at - CORRECTION_WINDOW_S)
             calibration = self._calibration
         if not recent:
-            raise ValueError(f"no face in the last {CORRECTION_WINDOW_S:.0f} s: nothing to "
-                             "correct")
+            raise ValueError(f"no face in the last {CORRECTION_WINDOW_S:.0f} s: nothing to correct")
         features = np.array([o.features for o in recent])
         probabilities = np.array([o.probabilities for o in recent])
         seen = probabilities if calibration is None else calibration.apply(features, probabilities)
@@ -267,9 +302,12 @@ class CalibrationService:
         if not chosen.any():
             chosen[:] = True
         now = self._wall_clock()
-        samples = Samples.of(features[chosen], probabilities[chosen],
-                             np.full(int(chosen.sum()), self.labels.index(right)),
-                             now + np.arange(int(chosen.sum())) * 1e-3)
+        samples = Samples.of(
+            features[chosen],
+            probabilities[chosen],
+            np.full(int(chosen.sum()), self.labels.index(right)),
+            now + np.arange(int(chosen.sum())) * 1e-3,
+        )
         logger.info("calibration: %d frames read as %s relabelled %s", len(samples), wrong, right)
         self._add(samples)
         return len(samples)
@@ -305,9 +343,14 @@ class CalibrationService:
         started = time.perf_counter()
         result = evaluate_cv(samples, len(self.labels)).as_dict()
         result["counts"] = dict(zip(self.labels, result["counts"], strict=True))
-        logger.info("calibration: teach session of %d samples, cross-validated accuracy "
-                    "%.0f%% -> %.0f%% (%.2f s)", len(samples), 100 * result["accuracy_before"],
-                    100 * result["accuracy_after"], time.perf_counter() - started)
+        logger.info(
+            "calibration: teach session of %d samples, cross-validated accuracy "
+            "%.0f%% -> %.0f%% (%.2f s)",
+            len(samples),
+            100 * result["accuracy_before"],
+            100 * result["accuracy_after"],
+            time.perf_counter() - started,
+        )
         return result
 
     def teach_save(self) -> int:
@@ -343,8 +386,9 @@ class CalibrationService:
             self._pending = base.plus(samples).capped()
             if self._fitter is None:
                 self._idle.clear()
-                self._fitter = threading.Thread(target=self._fit_pending, name="calibration",
-                                                daemon=True)
+                self._fitter = threading.Thread(
+                    target=self._fit_pending, name="calibration", daemon=True
+                )
                 self._fitter.start()
 
     def _fit_pending(self) -> None:
@@ -363,8 +407,11 @@ class CalibrationService:
                 self.store.save(Stored(samples, calibration, self.labels, self.model, saved_at))
                 with self._lock:
                     self._samples, self._calibration = samples, calibration
-                logger.info("calibration: refitted on %d samples in %.2f s and saved",
-                            len(samples), time.perf_counter() - started)
+                logger.info(
+                    "calibration: refitted on %d samples in %.2f s and saved",
+                    len(samples),
+                    time.perf_counter() - started,
+                )
                 self._describe(saved_at)
             except Exception:
                 logger.exception("calibration: refitting failed; keeping the previous one")

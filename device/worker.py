@@ -93,8 +93,10 @@ class PlayerWorker:
             except PlayerError as err:
                 again = "" if err.retry_after is None else f" (retrying in {err.retry_after:.0f} s)"
                 logger.warning("player: %s%s", err, again)
-                self._status.update(player_state="error" if err.retry_after is None else "waiting",
-                                    player_detail=str(err))
+                self._status.update(
+                    player_state="error" if err.retry_after is None else "waiting",
+                    player_detail=str(err),
+                )
                 if isinstance(job, Intent):
                     if err.retry_after is None:
                         self._applied = job  # pointless to retry until something changes

@@ -23,9 +23,22 @@ TARGET = Path(__file__).resolve().parent / "face_detection_short_range.tflite"
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             "--only-binary=:all:", "--python-version", "3.11", "--platform",
-             "manylinux2014_x86_64", "--dest", tmp, WHEEL],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--python-version",
+                "3.11",
+                "--platform",
+                "manylinux2014_x86_64",
+                "--dest",
+                tmp,
+                WHEEL,
+            ],
             check=True,
         )
         wheel = next(Path(tmp).glob("mediapipe-*.whl"))

@@ -43,12 +43,14 @@ def confident_faces(fer2013: Path, emotion: str, count: int = 8) -> tuple[Path, 
                 scored.append((float(probs.max()), path))
     chosen = sorted(scored, reverse=True)[:count]
     assert len(chosen) == count and chosen[-1][0] > 0.45, (
-        f"too few confident {emotion} faces: {[round(p, 2) for p, _ in chosen]}")
+        f"too few confident {emotion} faces: {[round(p, 2) for p, _ in chosen]}"
+    )
     return tuple(path for _, path in chosen)
 
 
-def build_clip(path: Path, fer2013: Path, segments: list[tuple[str | None, float]],
-               fps: float) -> Path:
+def build_clip(
+    path: Path, fer2013: Path, segments: list[tuple[str | None, float]], fps: float
+) -> Path:
     """A clip of `segments`: (emotion or None for nobody, seconds), a new face each frame."""
     frames = []
     for emotion, seconds in segments:
@@ -87,11 +89,13 @@ class DaemonProcess:
     lines: list[str] = field(default_factory=list)
 
     @classmethod
-    def start(cls, config: Path, *args: str, env: dict[str, str] | None = None
-              ) -> DaemonProcess:
+    def start(cls, config: Path, *args: str, env: dict[str, str] | None = None) -> DaemonProcess:
         process = subprocess.Popen(
             [sys.executable, "-m", "device.cli", "run", "--config", str(config), *args],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
             env={**os.environ, **(env or {})},
         )
         os.set_blocking(process.stdout.fileno(), False)

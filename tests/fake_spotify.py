@@ -81,9 +81,14 @@ class Device:
 
     def as_json(self, active: bool) -> dict[str, Any]:
         return {
-            "id": self.id, "is_active": active, "is_private_session": False,
-            "is_restricted": False, "name": self.name, "type": self.type,
-            "volume_percent": self.volume_percent, "supports_volume": self.supports_volume,
+            "id": self.id,
+            "is_active": active,
+            "is_private_session": False,
+            "is_restricted": False,
+            "name": self.name,
+            "type": self.type,
+            "volume_percent": self.volume_percent,
+            "supports_volume": self.supports_volume,
         }
 
 
@@ -107,8 +112,13 @@ class Tokens:
 
 def _playlist_json(base: str, pid: str, data: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": pid, "name": data["name"], "type": "playlist", "uri": f"spotify:playlist:{pid}",
-        "href": f"{base}/v1/playlists/{pid}", "public": True, "collaborative": False,
+        "id": pid,
+        "name": data["name"],
+        "type": "playlist",
+        "uri": f"spotify:playlist:{pid}",
+        "href": f"{base}/v1/playlists/{pid}",
+        "public": True,
+        "collaborative": False,
         "description": data.get("description", ""),
         "external_urls": {"spotify": f"https://open.spotify.com/playlist/{pid}"},
         "images": [{"url": f"https://i.scdn.co/image/{pid}", "height": 640, "width": 640}],
@@ -153,8 +163,12 @@ class FakeSpotify:
         server.daemon_threads = True
         self.port = server.server_address[1]
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="fake-spotify",
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            name="fake-spotify",
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -187,24 +201,35 @@ class FakeSpotify:
     def add_playlist(self, name: str, owner: str = "ann", tracks: int = 20) -> str:
         with self._lock:
             pid = secrets.token_hex(11)[:22]
-            self.playlists[pid] = {"name": name, "owner": owner,
-                                   "tracks": [f"spotify:track:{secrets.token_hex(11)[:22]}"
-                                              for _ in range(tracks)]}
+            self.playlists[pid] = {
+                "name": name,
+                "owner": owner,
+                "tracks": [f"spotify:track:{secrets.token_hex(11)[:22]}" for _ in range(tracks)],
+            }
             return f"spotify:playlist:{pid}"
 
     def someone_else_plays(self, context_uri: str, device_id: str) -> None:
         """The user starts something from their phone, outside the device."""
         with self._lock:
-            self.playback = Playback(device_id=device_id, context_uri=context_uri,
-                                     is_playing=True)
+            self.playback = Playback(device_id=device_id, context_uri=context_uri, is_playing=True)
 
-    def fail_next(self, method: str, path: str, status: int, *, reason: str | None = None,
-                  message: str | None = None, retry_after: int | None = None,
-                  error: str | None = None, times: int = 1) -> None:
+    def fail_next(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        *,
+        reason: str | None = None,
+        message: str | None = None,
+        retry_after: int | None = None,
+        error: str | None = None,
+        times: int = 1,
+    ) -> None:
         """The next `times` requests to `method path` get this error answer."""
         with self._lock:
-            self._failures.append(Failure(method, path, status, reason, message, retry_after,
-                                          error, times))
+            self._failures.append(
+                Failure(method, path, status, reason, message, retry_after, error, times)
+            )
 
     def slow(self, method: str, path: str, seconds: float) -> None:
         """Answers to `method path` take `seconds` longer (0 removes the delay)."""
@@ -254,8 +279,13 @@ class FakeSpotify:
 class ApiError(Exception):
     """An answer in the Web API's documented error shape."""
 
-    def __init__(self, status: int, message: str, reason: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        reason: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.body: dict[str, Any] = {"error": {"status": status, "message": message}}
@@ -360,8 +390,9 @@ _DEFAULT_MESSAGES = {
 Answer = tuple[int, Any, dict[str, str]]
 
 
-def _route(fake: FakeSpotify, method: str, path: str, query: dict[str, str], body: Any,
-           headers: Any) -> Answer:
+def _route(
+    fake: FakeSpotify, method: str, path: str, query: dict[str, str], body: Any, headers: Any
+) -> Answer:
     if path == "/authorize" and method == "GET":
         return _authorize(fake, query)
     if path == "/api/token" and method == "POST":
@@ -392,8 +423,10 @@ def _authorize(fake: FakeSpotify, query: dict[str, str]) -> Answer:
         code = secrets.token_urlsafe(32)
         with fake._lock:
             fake.tokens.codes[code] = {
-                "challenge": query["code_challenge"], "redirect_uri": redirect_uri,
-                "scope": query.get("scope", ""), "client_id": query["client_id"],
+                "challenge": query["code_challenge"],
+                "redirect_uri": redirect_uri,
+                "scope": query.get("scope", ""),
+                "client_id": query["client_id"],
             }
         back["code"] = code
     if "state" in query:
@@ -434,8 +467,12 @@ def _redeem_code(fake: FakeSpotify, form: dict[str, str]) -> str:
 def _issue(fake: FakeSpotify, scope: str, new_refresh: bool) -> dict[str, Any]:
     access = secrets.token_urlsafe(48)
     fake.tokens.access[access] = (time.time() + fake.token_lifetime_s, scope)
-    answer: dict[str, Any] = {"access_token": access, "token_type": "Bearer", "scope": scope,
-                              "expires_in": fake.token_lifetime_s}
+    answer: dict[str, Any] = {
+        "access_token": access,
+        "token_type": "Bearer",
+        "scope": scope,
+        "expires_in": fake.token_lifetime_s,
+    }
     if new_refresh:
         refresh = secrets.token_urlsafe(48)
         fake.tokens.refresh[refresh] = scope
@@ -457,8 +494,14 @@ def _authenticate(fake: FakeSpotify, authorization: str) -> str:
     return scope
 
 
-def _api(fake: FakeSpotify, method: str, path: str, query: dict[str, str],
-         body: dict[str, Any], scope: str) -> Answer:
+def _api(
+    fake: FakeSpotify,
+    method: str,
+    path: str,
+    query: dict[str, str],
+    body: dict[str, Any],
+    scope: str,
+) -> Answer:
     if path == "/v1/me" and method == "GET":
         user = dict(fake.user, type="user", uri=f"spotify:user:{fake.user['id']}")
         if "user-read-private" not in scope.split():
@@ -482,12 +525,23 @@ def _search(fake: FakeSpotify, query: dict[str, str]) -> dict[str, Any]:
     if not 0 <= limit <= 50:
         raise ApiError(400, "Invalid limit")
     words = query["q"].lower().split()
-    found = [_playlist_json(fake.base_url, pid, data) for pid, data in fake.playlists.items()
-             if all(w in data["name"].lower() for w in words)]
-    page = found[offset:offset + limit]
-    return {"playlists": {"href": f"{fake.base_url}/v1/search", "items": page, "limit": limit,
-                          "offset": offset, "total": len(found), "previous": None,
-                          "next": None}}
+    found = [
+        _playlist_json(fake.base_url, pid, data)
+        for pid, data in fake.playlists.items()
+        if all(w in data["name"].lower() for w in words)
+    ]
+    page = found[offset : offset + limit]
+    return {
+        "playlists": {
+            "href": f"{fake.base_url}/v1/search",
+            "items": page,
+            "limit": limit,
+            "offset": offset,
+            "total": len(found),
+            "previous": None,
+            "next": None,
+        }
+    }
 
 
 def _playlist(fake: FakeSpotify, pid: str, sub: str | None) -> dict[str, Any]:
@@ -498,11 +552,23 @@ def _playlist(fake: FakeSpotify, pid: str, sub: str | None) -> dict[str, Any]:
         raise ApiError(404, "Resource not found")
     if sub is None:
         return _playlist_json(fake.base_url, pid, data)
-    items = [{"added_at": "2026-01-01T00:00:00Z", "is_local": False,
-              "item": {"uri": uri, "type": "track", "id": uri.rsplit(":", 1)[1]}}
-             for uri in data["tracks"]]
-    return {"href": f"{fake.base_url}/v1/playlists/{pid}/items", "items": items[:50],
-            "limit": 50, "offset": 0, "total": len(items), "next": None, "previous": None}
+    items = [
+        {
+            "added_at": "2026-01-01T00:00:00Z",
+            "is_local": False,
+            "item": {"uri": uri, "type": "track", "id": uri.rsplit(":", 1)[1]},
+        }
+        for uri in data["tracks"]
+    ]
+    return {
+        "href": f"{fake.base_url}/v1/playlists/{pid}/items",
+        "items": items[:50],
+        "limit": 50,
+        "offset": 0,
+        "total": len(items),
+        "next": None,
+        "previous": None,
+    }
 
 
 def _target_device(fake: FakeSpotify, query: dict[str, str]) -> str:
@@ -514,8 +580,9 @@ def _target_device(fake: FakeSpotify, query: dict[str, str]) -> str:
     return device_id
 
 
-def _player(fake: FakeSpotify, method: str, path: str, query: dict[str, str],
-            body: dict[str, Any]) -> Answer:
+def _player(
+    fake: FakeSpotify, method: str, path: str, query: dict[str, str], body: dict[str, Any]
+) -> Answer:
     if fake.user["product"] != "premium" and method != "GET":
         raise ApiError(403, "Player command failed: Premium required", "PREMIUM_REQUIRED")
     pb = fake.playback
@@ -553,8 +620,11 @@ def _player(fake: FakeSpotify, method: str, path: str, query: dict[str, str],
     if (method, path) == ("PUT", "/v1/me/player/volume"):
         device = fake.devices[device_id]
         if not device.supports_volume:
-            raise ApiError(403, "Player command failed: Cannot control device volume",
-                           "VOLUME_CONTROL_DISALLOW")
+            raise ApiError(
+                403,
+                "Player command failed: Cannot control device volume",
+                "VOLUME_CONTROL_DISALLOW",
+            )
         device.volume_percent = int(query["volume_percent"])
         return 204, None, {}
     if (method, path) == ("POST", "/v1/me/player/next"):
@@ -570,23 +640,38 @@ def _playback_state(fake: FakeSpotify, active: str | None) -> Answer:
     context = None
     if pb.context_uri:
         kind, cid = pb.context_uri.split(":")[1:]
-        context = {"type": kind, "uri": pb.context_uri,
-                   "href": f"{fake.base_url}/v1/{kind}s/{cid}",
-                   "external_urls": {"spotify": f"https://open.spotify.com/{kind}/{cid}"}}
-    return 200, {
-        "device": fake.devices[active].as_json(True), "repeat_state": "off",
-        "shuffle_state": pb.shuffle, "context": context, "timestamp": int(time.time() * 1000),
-        "progress_ms": 1000, "is_playing": pb.is_playing, "currently_playing_type": "track",
-        "item": {"type": "track", "uri": f"spotify:track:{pb.track:022d}"},
-        "actions": {"disallows": {"resuming": pb.is_playing}},
-    }, {}
+        context = {
+            "type": kind,
+            "uri": pb.context_uri,
+            "href": f"{fake.base_url}/v1/{kind}s/{cid}",
+            "external_urls": {"spotify": f"https://open.spotify.com/{kind}/{cid}"},
+        }
+    return (
+        200,
+        {
+            "device": fake.devices[active].as_json(True),
+            "repeat_state": "off",
+            "shuffle_state": pb.shuffle,
+            "context": context,
+            "timestamp": int(time.time() * 1000),
+            "progress_ms": 1000,
+            "is_playing": pb.is_playing,
+            "currently_playing_type": "track",
+            "item": {"type": "track", "uri": f"spotify:track:{pb.track:022d}"},
+            "actions": {"disallows": {"resuming": pb.is_playing}},
+        },
+        {},
+    )
 
 
 def config_for(fake: FakeSpotify, state_dir: Path, **sections: dict[str, Any]) -> Config:
     """A Config pointed at `fake`, with `sections` ({section: {key: value}}) applied."""
     changes: dict[str, dict[str, Any]] = {
-        "spotify": {"client_id": fake.client_id, "api_url": fake.api_url,
-                    "accounts_url": fake.base_url},
+        "spotify": {
+            "client_id": fake.client_id,
+            "api_url": fake.api_url,
+            "accounts_url": fake.base_url,
+        },
         "paths": {"state_dir": str(state_dir)},
         "player": {"kind": "spotify"},
     }
@@ -601,8 +686,6 @@ def link(fake: FakeSpotify, config: Config) -> None:
 
     auth = SpotifyAuth(config, config.state_dir())
     auth.finish_login(fake.consent(auth.begin_login(LOOPBACK_REDIRECT)))
-
-
 
 
 @pytest.fixture

@@ -25,19 +25,23 @@ def background(seed: int = 0, size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:
     return cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
 
 
-def face_frame(face: np.ndarray, face_px: int = 200, centre: tuple[int, int] | None = None,
-               seed: int = 0, size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:
+def face_frame(
+    face: np.ndarray,
+    face_px: int = 200,
+    centre: tuple[int, int] | None = None,
+    seed: int = 0,
+    size: tuple[int, int] = FRAME_SIZE,
+) -> np.ndarray:
     """`face` (grayscale) enlarged to `face_px` and pasted at `centre` of a background."""
     frame = background(seed, size)
     big = cv2.resize(face, (face_px, face_px), interpolation=cv2.INTER_CUBIC)
     cx, cy = centre or (size[0] // 2, size[1] // 2)
     x0, y0 = cx - face_px // 2, cy - face_px // 2
-    frame[y0:y0 + face_px, x0:x0 + face_px] = cv2.cvtColor(big, cv2.COLOR_GRAY2RGB)
+    frame[y0 : y0 + face_px, x0 : x0 + face_px] = cv2.cvtColor(big, cv2.COLOR_GRAY2RGB)
     return frame
 
 
-def face_files(fer2013: Path, emotion: str, count: int | None = None, seed: int = 0
-               ) -> list[Path]:
+def face_files(fer2013: Path, emotion: str, count: int | None = None, seed: int = 0) -> list[Path]:
     files = sorted((fer2013 / "test" / emotion).glob("*.jpg"))
     order = np.random.default_rng(seed).permutation(len(files))
     chosen = [files[i] for i in order]

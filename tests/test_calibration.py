@@ -47,8 +47,12 @@ def synthetic(count_per_class: int, seed: int = 0, features: int = 16) -> Sample
     labels = np.repeat(np.arange(CLASSES), count_per_class)
     shipped = np.full((len(labels), CLASSES), 0.05)
     shipped[:, SAD] = 0.7
-    return Samples.of(centres[labels] + rng.normal(0, 1, (len(labels), features)), shipped,
-                      labels, np.arange(len(labels), dtype=float))
+    return Samples.of(
+        centres[labels] + rng.normal(0, 1, (len(labels), features)),
+        shipped,
+        labels,
+        np.arange(len(labels), dtype=float),
+    )
 
 
 # -- the fit --------------------------------------------------------------------------------
@@ -126,16 +130,18 @@ def test_store_round_trip_is_private_and_keeps_no_images(tmp_path: Path) -> None
 
 
 def test_the_oldest_samples_of_a_class_go_first() -> None:
-    many = Samples.of(np.arange(MAX_PER_CLASS + 5, dtype=float)[:, None],
-                      np.full((MAX_PER_CLASS + 5, CLASSES), 1 / 7),
-                      np.zeros(MAX_PER_CLASS + 5), np.arange(MAX_PER_CLASS + 5, dtype=float))
+    many = Samples.of(
+        np.arange(MAX_PER_CLASS + 5, dtype=float)[:, None],
+        np.full((MAX_PER_CLASS + 5, CLASSES), 1 / 7),
+        np.zeros(MAX_PER_CLASS + 5),
+        np.arange(MAX_PER_CLASS + 5, dtype=float),
+    )
     kept = many.plus(synthetic(1, features=1)).capped()
     assert kept.counts(CLASSES)[0] == MAX_PER_CLASS
     assert kept.times[kept.labels == 0].min() >= 5  # the five oldest went
 
 
-def test_a_broken_store_is_an_error_and_the_device_uses_the_shipped_model(tmp_path: Path
-                                                                          ) -> None:
+def test_a_broken_store_is_an_error_and_the_device_uses_the_shipped_model(tmp_path: Path) -> None:
     store = CalibrationStore(tmp_path)
     store.path.write_bytes(b"not a zip")
     with pytest.raises(StoreError, match="unreadable"):
@@ -192,8 +198,7 @@ def teach(service: CalibrationService, clock: Clock, faces: Samples) -> None:
     service.teach_start()
     for i in range(round(len(PROMPTS) * (READY_S + CAPTURE_S) * 10) + 1):
         state = service.teach_state()
-        frame = [prediction(EMOTIONS.index(state["emotion"]), i, faces)] if state["active"] \
-            else []
+        frame = [prediction(EMOTIONS.index(state["emotion"]), i, faces)] if state["active"] else []
         service.observe_frame(clock.now, frame)
         clock.now += 0.1
 
@@ -224,7 +229,7 @@ def test_teach_finish_save_and_reset(tmp_path: Path) -> None:
 
 
 def test_wrong_mood_relabels_the_last_seconds_and_refits(tmp_path: Path) -> None:
-    """"That was not sad, it was neutral": frames older than the window are left alone, and
+    """ "That was not sad, it was neutral": frames older than the window are left alone, and
     from then on the same face reads as neutral."""
     service = CalibrationService(tmp_path, EMOTIONS, "m1", StatusBoard())
     faces = synthetic(30)
@@ -241,8 +246,9 @@ def test_wrong_mood_relabels_the_last_seconds_and_refits(tmp_path: Path) -> None
     assert service.observe_frame(10.0, [prediction(NEUTRAL, 7, faces)])[0].argmax() == NEUTRAL
 
 
-def test_samples_added_while_a_refit_runs_are_kept(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_samples_added_while_a_refit_runs_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A correction arriving while the teach session's samples are still being fitted must
     add to them, not replace them."""
     import device.teach
@@ -280,8 +286,9 @@ def household_camera(face: np.ndarray) -> np.ndarray:
     tilt = cv2.getRotationMatrix2D((width / 2 + 3, height / 2 + 4), 9, 1.15)
     turned = cv2.warpAffine(light, tilt, (width, height), borderMode=cv2.BORDER_REFLECT)
     blurred = cv2.GaussianBlur(turned, (0, 0), 1.1)
-    ok, jpeg = cv2.imencode(".jpg", np.clip(blurred * 255, 0, 255).astype(np.uint8),
-                            [cv2.IMWRITE_JPEG_QUALITY, 25])
+    ok, jpeg = cv2.imencode(
+        ".jpg", np.clip(blurred * 255, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 25]
+    )
     assert ok
     return cv2.imdecode(jpeg, cv2.IMREAD_GRAYSCALE)
 
@@ -298,11 +305,16 @@ def household_faces(fer2013: Path) -> dict[str, Samples]:
             face = cv2.resize(read_gray(path), classifier.input_size)
             for domain, image in (("clean", face), ("shifted", household_camera(face))):
                 result = classifier.predict(image)
-                features = result.features if result.features is not None \
+                features = (
+                    result.features
+                    if result.features is not None
                     else np.log(np.clip(result.probabilities, 1e-6, 1))
+                )
                 rows[domain].append((features, result.probabilities, label, order))
-    return {domain: Samples.of(*(np.array(column) for column in zip(*found, strict=True)))
-            for domain, found in rows.items()}
+    return {
+        domain: Samples.of(*(np.array(column) for column in zip(*found, strict=True)))
+        for domain, found in rows.items()
+    }
 
 
 def test_calibration_adapts_to_a_simulated_household(fer2013: Path) -> None:
@@ -335,8 +347,9 @@ def assert_no_images(path: Path) -> None:
             assert array.ndim <= 2 and (array.ndim < 2 or array.shape[1] <= 512), name
 
 
-def test_no_image_is_ever_written_while_calibrating(fer2013: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_image_is_ever_written_while_calibrating(
+    fer2013: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Teach, save and correct with real faces through the real classifier: the state
     directory gains only the calibration file, which holds no pixels; no temporary file is
     left and nothing calls an image writer."""
@@ -349,8 +362,12 @@ def test_no_image_is_ever_written_while_calibrating(fer2013: Path, tmp_path: Pat
     state = tmp_path / "state"
     state.mkdir()
     classifier = EmotionClassifier(Config().model_path("emotion"))
-    crops = {emotion: [cv2.resize(read_gray(p), classifier.input_size)
-                       for p in face_files(fer2013, emotion, 5)] for emotion in EMOTIONS}
+    crops = {
+        emotion: [
+            cv2.resize(read_gray(p), classifier.input_size) for p in face_files(fer2013, emotion, 5)
+        ]
+        for emotion in EMOTIONS
+    }
     clock = Clock()
     service = CalibrationService(state, classifier.labels, "m1", StatusBoard(), clock=clock)
     service.teach_start()
@@ -399,7 +416,8 @@ PRESS_INTERVAL_S = 3.0  # between "Correct mood" presses: each labels the second
 
 @pytest.mark.slow
 def test_at_most_three_corrections_from_home_assistant_change_the_daemons_mood(
-        fer2013: Path, tmp_path: Path, mosquitto: Broker) -> None:
+    fer2013: Path, tmp_path: Path, mosquitto: Broker
+) -> None:
     """Faces the shipped model misreads: the daemon settles on the wrong mood; after at most
     three "Correct mood" presses over MQTT, a few seconds apart, it reports the true one, on
     its log and on the broker, with only features on disk and no temporary file left."""
@@ -408,13 +426,18 @@ def test_at_most_three_corrections_from_home_assistant_change_the_daemons_mood(
     clip = write_clip(tmp_path / "misread.avi", frames, fps=10)
     state, private_tmp = tmp_path / "state", tmp_path / "tmp"
     private_tmp.mkdir()
-    config = write_config(tmp_path / "config.toml", state, clip, extra=f"""
+    config = write_config(
+        tmp_path / "config.toml",
+        state,
+        clip,
+        extra=f"""
 [mqtt]
 enabled = true
 host = "127.0.0.1"
 port = {mosquitto.port}
 base_topic = "mm"
-""")
+""",
+    )
     daemon = DaemonProcess.start(config, "--loop", env={"TMPDIR": str(private_tmp)})
     home_assistant = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="ha")
     moods: list[str] = []
@@ -448,9 +471,9 @@ base_topic = "mm"
     assert 1 <= refits <= 3
     assert sum(f"relabelled {truth}" in line for line in daemon.lines) == refits
     assert [p.name for p in state.iterdir() if p.name.startswith("calibration")] == [
-        "calibration.npz"]
-    assert not any(p.suffix.lower() in (".jpg", ".jpeg", ".png", ".avi") for p in
-                   state.rglob("*"))
+        "calibration.npz"
+    ]
+    assert not any(p.suffix.lower() in (".jpg", ".jpeg", ".png", ".avi") for p in state.rglob("*"))
     assert_no_images(state / "calibration.npz")
     assert list(private_tmp.iterdir()) == []
 

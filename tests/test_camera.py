@@ -37,8 +37,6 @@ class CountingCamera:
         pass
 
 
-
-
 def test_auto_says_clearly_that_no_camera_was_found() -> None:
     if Path("/dev/video0").exists():
         pytest.skip("this machine has a webcam")

@@ -54,6 +54,7 @@ def test_normalisation_is_applied_before_quantisation(tmp_path: Path) -> None:
     model = copy_model(tmp_path, normalization={"scale": 0.0, "offset": 0.0})
     classifier = EmotionClassifier(model)
     rng = np.random.default_rng(1)
-    first, second = (classifier.predict(rng.integers(0, 256, (48, 48), dtype=np.uint8))
-                     for _ in range(2))
+    first, second = (
+        classifier.predict(rng.integers(0, 256, (48, 48), dtype=np.uint8)) for _ in range(2)
+    )
     assert np.array_equal(first.probabilities, second.probabilities)

@@ -29,29 +29,36 @@ def test_missing_file_gives_defaults(tmp_path: Path) -> None:
 
 
 def test_values_are_read_and_ints_accepted_for_floats(tmp_path: Path) -> None:
-    path = write(tmp_path, '[camera]\nsource = "/dev/video2"\nfps = 10\n'
-                           '[playlists]\nhappy = "spotify:playlist:37i9dQZF1DXdPec7aLTmlC"\n')
+    path = write(
+        tmp_path,
+        '[camera]\nsource = "/dev/video2"\nfps = 10\n'
+        '[playlists]\nhappy = "spotify:playlist:37i9dQZF1DXdPec7aLTmlC"\n',
+    )
     config = load_config(path)
     assert config.camera.source == "/dev/video2"
     assert config.camera.fps == 10.0 and isinstance(config.camera.fps, float)
     assert config.playlists.for_mood("happy") == "spotify:playlist:37i9dQZF1DXdPec7aLTmlC"
 
 
-@pytest.mark.parametrize(("text", "key", "words"), [
-    ("[camera]\nfps = 0\n", "camera.fps", "out of range"),
-    ("[camera]\nfps = \"fast\"\n", "camera.fps", "allowed: a number"),
-    ("[player]\nkind = \"sonos\"\n", "player.kind", "allowed: dry-run, spotify"),
-    ("[mqtt]\nport = true\n", "mqtt.port", "allowed: an integer"),
-    ("[camera]\nframerate = 5\n", "camera.framerate", "unknown key"),
-    ("[camra]\nfps = 5\n", "camra", "unknown section"),
-    ("[playlists]\nhappy = \"https://example.com\"\n", "playlists.happy", "spotify:playlist"),
-    ("[player]\nquiet_hours = \"22-7\"\n", "player.quiet_hours", "HH:MM-HH:MM"),
-    ("[web]\nlisten = \"8080\"\n", "web.listen", "HOST:PORT"),
-    ("[mqtt]\nbase_topic = \"home/#\"\n", "mqtt.base_topic", "wildcards"),
-    ("[camera\n", "(syntax)", ""),
-])
-def test_a_bad_value_names_the_file_and_the_key(tmp_path: Path, text: str, key: str,
-                                                 words: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "key", "words"),
+    [
+        ("[camera]\nfps = 0\n", "camera.fps", "out of range"),
+        ('[camera]\nfps = "fast"\n', "camera.fps", "allowed: a number"),
+        ('[player]\nkind = "sonos"\n', "player.kind", "allowed: dry-run, spotify"),
+        ("[mqtt]\nport = true\n", "mqtt.port", "allowed: an integer"),
+        ("[camera]\nframerate = 5\n", "camera.framerate", "unknown key"),
+        ("[camra]\nfps = 5\n", "camra", "unknown section"),
+        ('[playlists]\nhappy = "https://example.com"\n', "playlists.happy", "spotify:playlist"),
+        ('[player]\nquiet_hours = "22-7"\n', "player.quiet_hours", "HH:MM-HH:MM"),
+        ('[web]\nlisten = "8080"\n', "web.listen", "HOST:PORT"),
+        ('[mqtt]\nbase_topic = "home/#"\n', "mqtt.base_topic", "wildcards"),
+        ("[camera\n", "(syntax)", ""),
+    ],
+)
+def test_a_bad_value_names_the_file_and_the_key(
+    tmp_path: Path, text: str, key: str, words: str
+) -> None:
     """The one message a user sees must say where to look and what is allowed."""
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as caught:
@@ -81,8 +88,10 @@ def test_save_round_trips_and_is_private(tmp_path: Path) -> None:
 
 def test_dump_documents_every_key() -> None:
     text = dump_config(Config())
-    assert "# analysis rate cap, frames per second (allowed: a number from 0.1 to 60)\n" \
-           "fps = 5.0" in text
+    assert (
+        "# analysis rate cap, frames per second (allowed: a number from 0.1 to 60)\n"
+        "fps = 5.0" in text
+    )
     assert "mqtt.password" in secret_keys()
 
 
@@ -91,4 +100,5 @@ def test_the_example_config_documents_exactly_the_defaults() -> None:
     example = Path(__file__).resolve().parent.parent / "config.example.toml"
     assert example.read_text() == dump_config(Config()), (
         "regenerate: python -c 'from device.config import *; "
-        "print(dump_config(Config()), end=\"\")' > config.example.toml")
+        'print(dump_config(Config()), end="")\' > config.example.toml'
+    )

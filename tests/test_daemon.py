@@ -50,8 +50,9 @@ def daemon_factory(tmp_path: Path):
         daemon.kill()
 
 
-def test_replayed_clip_gives_the_exact_sequence_of_events(clip: Path, tmp_path: Path,
-                                                          daemon_factory) -> None:
+def test_replayed_clip_gives_the_exact_sequence_of_events(
+    clip: Path, tmp_path: Path, daemon_factory
+) -> None:
     """Faces → mood → player, with the configured debounce, end to end in one process."""
     config = write_config(tmp_path / "config.toml", tmp_path / "state", clip)
     daemon = daemon_factory(config, "--fast")
@@ -61,8 +62,12 @@ def test_replayed_clip_gives_the_exact_sequence_of_events(clip: Path, tmp_path: 
     events = daemon.events()
     kinds = [(kind, value) for kind, value, _ in events]
     assert kinds == [
-        ("presence", "someone there"), ("mood", "happy"), ("mood", "sad"),
-        ("presence", "nobody there"), ("presence", "someone there"), ("mood", "angry"),
+        ("presence", "someone there"),
+        ("mood", "happy"),
+        ("mood", "sad"),
+        ("presence", "nobody there"),
+        ("presence", "someone there"),
+        ("mood", "angry"),
     ], "\n".join(daemon.lines)
     times = [at for _, _, at in events]
     assert times[0] == 0.0
@@ -75,16 +80,18 @@ def test_replayed_clip_gives_the_exact_sequence_of_events(clip: Path, tmp_path: 
     assert calls[:3] == ["happy", "sad", "pause"] and calls[-1] == "angry"
 
 
-def test_sd_notify_ready_watchdog_status_and_clean_sigterm(clip: Path, tmp_path: Path,
-                                                            daemon_factory) -> None:
+def test_sd_notify_ready_watchdog_status_and_clean_sigterm(
+    clip: Path, tmp_path: Path, daemon_factory
+) -> None:
     """What systemd's Type=notify and WatchdogSec= rely on, over a real datagram socket."""
     notify_path = tmp_path / "notify.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(notify_path))
         sock.settimeout(30)
         config = write_config(tmp_path / "config.toml", tmp_path / "state", clip)
-        daemon = daemon_factory(config, "--loop", env={
-            "NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "400000"})
+        daemon = daemon_factory(
+            config, "--loop", env={"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "400000"}
+        )
         first = sock.recv(4096).decode()
         assert first.startswith("READY=1\nSTATUS=")
         pings = []
@@ -106,10 +113,8 @@ def test_sd_notify_ready_watchdog_status_and_clean_sigterm(clip: Path, tmp_path:
     assert "STOPPING=1" in messages
 
 
-def test_a_missing_camera_is_a_clear_message_not_a_crash(tmp_path: Path,
-                                                         daemon_factory) -> None:
-    config = write_config(tmp_path / "config.toml", tmp_path / "state",
-                          Path("/dev/video-absent"))
+def test_a_missing_camera_is_a_clear_message_not_a_crash(tmp_path: Path, daemon_factory) -> None:
+    config = write_config(tmp_path / "config.toml", tmp_path / "state", Path("/dev/video-absent"))
     daemon = daemon_factory(config)
     daemon.wait_for("camera: /dev/video-absent: no such device or file; retrying in")
     daemon.wait_for("running: mood none yet, nobody there, 0.0 fps, camera unavailable")
@@ -122,8 +127,10 @@ def test_a_missing_camera_is_a_clear_message_not_a_crash(tmp_path: Path,
 def test_a_corrupt_config_waits_for_a_fix_then_runs(tmp_path: Path, daemon_factory) -> None:
     """A typo must not crash-loop the service: it says what is wrong and waits."""
     config = tmp_path / "config.toml"
-    config.write_text(f'[camera]\nfps = "fast"\n[web]\nenabled = false\n'
-                      f'[paths]\nstate_dir = "{tmp_path / "state"}"\n')
+    config.write_text(
+        f'[camera]\nfps = "fast"\n[web]\nenabled = false\n'
+        f'[paths]\nstate_dir = "{tmp_path / "state"}"\n'
+    )
     daemon = daemon_factory(config, env={"HOME": str(tmp_path)})
     daemon.wait_for(f"{config}: camera.fps: 'fast' is not valid (allowed: a number from 0.1")
     daemon.wait_for("waiting for")
@@ -132,8 +139,7 @@ def test_a_corrupt_config_waits_for_a_fix_then_runs(tmp_path: Path, daemon_facto
     assert daemon.terminate()[0] == 0
 
 
-def test_a_corrupt_config_falls_back_to_the_last_good_one(tmp_path: Path,
-                                                          daemon_factory) -> None:
+def test_a_corrupt_config_falls_back_to_the_last_good_one(tmp_path: Path, daemon_factory) -> None:
     state = tmp_path / ".local/state/moodmelody"
     config = write_config(tmp_path / "config.toml", state, Path("/dev/video-absent"))
     env = {"HOME": str(tmp_path)}
@@ -165,9 +171,14 @@ def test_detect_prints_faces_and_emotions_as_json(fer2013: Path, tmp_path: Path)
     folder.mkdir()
     for i, frame in enumerate(happy_frames(fer2013)):
         cv2.imwrite(str(folder / f"{i}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    result = subprocess.run([sys.executable, "-m", "device.cli", "detect", "--json",
-                             "--fast", str(folder)], cwd=REPO, capture_output=True, text=True,
-                            timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "device.cli", "detect", "--json", "--fast", str(folder)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["frame"] for r in records] == [1, 2]
     for record, (cx, cy) in zip(records, [(320, 240), (160, 120)], strict=True):
@@ -175,16 +186,23 @@ def test_detect_prints_faces_and_emotions_as_json(fer2013: Path, tmp_path: Path)
         x, y, w, h = face["box"]
         assert abs(x + w / 2 - cx) < 40 and abs(y + h / 2 - cy) < 50
         assert face["emotion"] == "happy"
-        assert set(face["scores"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise",
-                                       "neutral"}
+        assert set(face["scores"]) == {
+            "angry",
+            "disgust",
+            "fear",
+            "happy",
+            "sad",
+            "surprise",
+            "neutral",
+        }
 
 
-def test_sighup_reloads_and_a_bad_edit_keeps_the_running_config(tmp_path: Path,
-                                                                 daemon_factory) -> None:
+def test_sighup_reloads_and_a_bad_edit_keeps_the_running_config(
+    tmp_path: Path, daemon_factory
+) -> None:
     """`systemctl reload` after a hand edit: a good edit applies, a bad one is refused with
     the reason and the daemon keeps running on what it had."""
-    config = write_config(tmp_path / "config.toml", tmp_path / "state",
-                          Path("/dev/video-absent"))
+    config = write_config(tmp_path / "config.toml", tmp_path / "state", Path("/dev/video-absent"))
     daemon = daemon_factory(config)
     daemon.wait_for("running: ")
     config.write_text(config.read_text().replace("dwell_s = 1.5", "dwell_s = 2.5"))
@@ -192,8 +210,10 @@ def test_sighup_reloads_and_a_bad_edit_keeps_the_running_config(tmp_path: Path,
     daemon.wait_for(f"configuration reloaded from {config}")
     config.write_text(config.read_text().replace("dwell_s = 2.5", "dwell_s = -3"))
     daemon.process.send_signal(signal.SIGHUP)
-    daemon.wait_for("reload refused, keeping the running configuration: "
-                    f"{config}: mood.dwell_s: -3.0 is out of range")
+    daemon.wait_for(
+        "reload refused, keeping the running configuration: "
+        f"{config}: mood.dwell_s: -3.0 is out of range"
+    )
     assert daemon.process.poll() is None
     assert daemon.terminate()[0] == 0
 
@@ -215,8 +235,9 @@ class ButtonRecorder(DryRunPlayer):
 def test_player_buttons_reach_whichever_player_is_current(tmp_path: Path) -> None:
     """Pause and Play (page or Home Assistant) run on the worker, on the player of the moment
     (a settings change replaces it)."""
-    config = apply_changes(Config(), {"web": {"enabled": False},
-                                      "paths": {"state_dir": str(tmp_path)}})
+    config = apply_changes(
+        Config(), {"web": {"enabled": False}, "paths": {"state_dir": str(tmp_path)}}
+    )
     daemon = Daemon(Controller(config, tmp_path / "config.toml", StatusBoard()))
     first, second = ButtonRecorder(daemon.status), ButtonRecorder(daemon.status)
     daemon.worker.replace_player(first)

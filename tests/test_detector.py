@@ -52,10 +52,13 @@ def pasted_faces(fer2013: Path) -> list[tuple[Path, int, tuple[int, int], np.nda
     for emotion in EMOTIONS:
         for path in face_files(fer2013, emotion, 30, seed=2):
             size = int(rng.integers(140, 260))
-            centre = (int(rng.integers(size // 2, 640 - size // 2)),
-                      int(rng.integers(size // 2, 480 - size // 2)))
-            cases.append((path, size, centre,
-                          face_frame(read_gray(path), size, centre, seed=len(cases))))
+            centre = (
+                int(rng.integers(size // 2, 640 - size // 2)),
+                int(rng.integers(size // 2, 480 - size // 2)),
+            )
+            cases.append(
+                (path, size, centre, face_frame(read_gray(path), size, centre, seed=len(cases)))
+            )
     return cases
 
 
@@ -89,8 +92,10 @@ def test_the_pipeline_labels_found_faces_almost_as_well_as_the_crops(fer2013: Pa
         if results:
             found += 1
             through_frames += int(results[0].prediction.probabilities.argmax()) == label
-    print(f"\naccuracy on {len(cases)} FER2013 test faces: {direct / len(cases):.1%} on the 48×48 "
-          f"crops, {through_frames / found:.1%} through frames ({found} found)")
+    print(
+        f"\naccuracy on {len(cases)} FER2013 test faces: {direct / len(cases):.1%} on the 48×48 "
+        f"crops, {through_frames / found:.1%} through frames ({found} found)"
+    )
     assert through_frames / found >= direct / len(cases) - 0.10
 
 

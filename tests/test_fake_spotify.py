@@ -19,30 +19,47 @@ from tests.fake_spotify import ALL_SCOPES, LOOPBACK_REDIRECT, FakeSpotify
 
 def _authorize(fake: FakeSpotify, verifier: str, scope: str = ALL_SCOPES, **extra: str) -> str:
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-    query = {"client_id": fake.client_id, "response_type": "code",
-             "redirect_uri": LOOPBACK_REDIRECT, "code_challenge_method": "S256",
-             "code_challenge": challenge.rstrip(b"=").decode(), "state": "s1", "scope": scope}
+    query = {
+        "client_id": fake.client_id,
+        "response_type": "code",
+        "redirect_uri": LOOPBACK_REDIRECT,
+        "code_challenge_method": "S256",
+        "code_challenge": challenge.rstrip(b"=").decode(),
+        "state": "s1",
+        "scope": scope,
+    }
     query.update(extra)
     return f"{fake.base_url}/authorize?{urlencode(query)}"
 
 
 def _token(fake: FakeSpotify, **form: str) -> requests.Response:
-    return requests.post(f"{fake.base_url}/api/token",
-                         data={"client_id": fake.client_id, **form}, timeout=5)
+    return requests.post(
+        f"{fake.base_url}/api/token", data={"client_id": fake.client_id, **form}, timeout=5
+    )
 
 
 def _login(fake: FakeSpotify, scope: str = ALL_SCOPES) -> dict[str, Any]:
     verifier = secrets.token_urlsafe(50)
     back = parse_qs(urlsplit(fake.consent(_authorize(fake, verifier, scope))).query)
-    answer = _token(fake, grant_type="authorization_code", code=back["code"][0],
-                    redirect_uri=LOOPBACK_REDIRECT, code_verifier=verifier)
+    answer = _token(
+        fake,
+        grant_type="authorization_code",
+        code=back["code"][0],
+        redirect_uri=LOOPBACK_REDIRECT,
+        code_verifier=verifier,
+    )
     assert answer.status_code == 200, answer.text
     return dict(answer.json())
 
 
 def _api(fake: FakeSpotify, method: str, path: str, token: str, **kw: Any) -> requests.Response:
-    return requests.request(method, f"{fake.api_url}{path}", timeout=5,
-                            headers={"Authorization": f"Bearer {token}"}, **kw)
+    return requests.request(
+        method,
+        f"{fake.api_url}{path}",
+        timeout=5,
+        headers={"Authorization": f"Bearer {token}"},
+        **kw,
+    )
 
 
 def test_authorize_redirects_back_with_code_and_state(fake_spotify: FakeSpotify) -> None:
@@ -52,8 +69,11 @@ def test_authorize_redirects_back_with_code_and_state(fake_spotify: FakeSpotify)
     parts = urlsplit(location)
     assert f"{parts.scheme}://{parts.netloc}{parts.path}" == LOOPBACK_REDIRECT
     assert parse_qs(parts.query)["state"] == ["s1"] and parse_qs(parts.query)["code"]
-    bad = requests.get(_authorize(fake_spotify, "v" * 50, redirect_uri="http://evil/cb"),
-                       allow_redirects=False, timeout=5)
+    bad = requests.get(
+        _authorize(fake_spotify, "v" * 50, redirect_uri="http://evil/cb"),
+        allow_redirects=False,
+        timeout=5,
+    )
     assert bad.status_code == 400 and "Invalid redirect URI" in bad.text
     fake_spotify.deny_consent = True
     denied = parse_qs(urlsplit(fake_spotify.consent(_authorize(fake_spotify, "v" * 50))).query)
@@ -61,23 +81,28 @@ def test_authorize_redirects_back_with_code_and_state(fake_spotify: FakeSpotify)
 
 
 def test_code_exchange_checks_the_pkce_verifier_and_is_single_use(
-        fake_spotify: FakeSpotify) -> None:
+    fake_spotify: FakeSpotify,
+) -> None:
     """A wrong code_verifier gets invalid_grant; the right one gets tokens once only."""
     verifier = secrets.token_urlsafe(50)
     code = parse_qs(urlsplit(fake_spotify.consent(_authorize(fake_spotify, verifier))).query)
-    form = {"grant_type": "authorization_code", "code": code["code"][0],
-            "redirect_uri": LOOPBACK_REDIRECT}
+    form = {
+        "grant_type": "authorization_code",
+        "code": code["code"][0],
+        "redirect_uri": LOOPBACK_REDIRECT,
+    }
     wrong = _token(fake_spotify, code_verifier="x" * 50, **form)
     assert wrong.status_code == 400
-    assert wrong.json() == {"error": "invalid_grant", "error_description":
-                            "code_verifier was incorrect"}
+    assert wrong.json() == {
+        "error": "invalid_grant",
+        "error_description": "code_verifier was incorrect",
+    }
     verifier2 = secrets.token_urlsafe(50)
     code2 = parse_qs(urlsplit(fake_spotify.consent(_authorize(fake_spotify, verifier2))).query)
     form["code"] = code2["code"][0]
     ok = _token(fake_spotify, code_verifier=verifier2, **form)
     assert ok.status_code == 200
-    assert set(ok.json()) == {"access_token", "token_type", "scope", "expires_in",
-                              "refresh_token"}
+    assert set(ok.json()) == {"access_token", "token_type", "scope", "expires_in", "refresh_token"}
     again = _token(fake_spotify, code_verifier=verifier2, **form)
     assert again.json()["error"] == "invalid_grant"
 
@@ -122,8 +147,13 @@ def test_player_keeps_state_across_commands(fake_spotify: FakeSpotify) -> None:
     nobody = _api(fake_spotify, "PUT", "me/player/play", token, json={"context_uri": uri})
     assert nobody.status_code == 404
     assert nobody.json()["error"]["reason"] == "NO_ACTIVE_DEVICE"
-    play = _api(fake_spotify, "PUT", f"me/player/play?device_id={speaker.id}", token,
-                json={"context_uri": uri})
+    play = _api(
+        fake_spotify,
+        "PUT",
+        f"me/player/play?device_id={speaker.id}",
+        token,
+        json={"context_uri": uri},
+    )
     assert play.status_code == 204
     state = _api(fake_spotify, "GET", "me/player", token).json()
     assert state["is_playing"] and state["context"]["uri"] == uri
@@ -157,8 +187,13 @@ def test_search_and_playlists(fake_spotify: FakeSpotify) -> None:
     token = _login(fake_spotify)["access_token"]
     uri = fake_spotify.add_playlist("Rainy Day Jazz", tracks=3)
     fake_spotify.add_playlist("Workout")
-    found = _api(fake_spotify, "GET", "search", token,
-                 params={"q": "rainy jazz", "type": "playlist", "limit": 5}).json()
+    found = _api(
+        fake_spotify,
+        "GET",
+        "search",
+        token,
+        params={"q": "rainy jazz", "type": "playlist", "limit": 5},
+    ).json()
     assert [p["uri"] for p in found["playlists"]["items"]] == [uri]
     pid = uri.rsplit(":", 1)[1]
     playlist = _api(fake_spotify, "GET", f"playlists/{pid}", token).json()

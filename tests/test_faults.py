@@ -26,8 +26,9 @@ from tests.waiting import wait_until
 
 def kill_while_writing(script: str, argument: Path, after_s: float) -> None:
     """Run `script` until it says it has started, let it write for `after_s`, SIGKILL it."""
-    process = subprocess.Popen([sys.executable, "-c", script, str(argument)],
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, str(argument)], stdout=subprocess.PIPE, text=True
+    )
     assert process.stdout.readline().strip() == "writing"
     time.sleep(after_s)
     process.send_signal(signal.SIGKILL)
@@ -49,8 +50,7 @@ while True:
 """
 
 
-def test_sigkill_mid_write_leaves_the_old_or_the_new_file_never_a_torn_one(
-        tmp_path: Path) -> None:
+def test_sigkill_mid_write_leaves_the_old_or_the_new_file_never_a_torn_one(tmp_path: Path) -> None:
     """The page saves settings while systemd may SIGKILL us: the file must always parse."""
     path = tmp_path / "config.toml"
     save_config(apply_changes(Config(), {"mqtt": {"host": "broker0.lan"}}), path)
@@ -79,7 +79,8 @@ while True:
 
 
 def test_sigkill_mid_token_refresh_never_tears_the_token_file(
-        tmp_path: Path, fake_spotify: FakeSpotify) -> None:
+    tmp_path: Path, fake_spotify: FakeSpotify
+) -> None:
     """Killed while saving a refreshed token, the device still has a whole token file: it
     works, or, if the kill fell between Spotify rotating the refresh token and our save
     (Spotify has then retired the one we kept), it says "log in again"; it never crashes
@@ -102,18 +103,25 @@ def test_sigkill_mid_token_refresh_never_tears_the_token_file(
         except LinkError:
             outcomes.append("log in again")
             link(fake_spotify, config)
-    print(f"\nafter SIGKILL mid-refresh: {outcomes.count('works')} still linked, "
-          f"{outcomes.count('log in again')} asked to log in again, 0 torn files")
+    print(
+        f"\nafter SIGKILL mid-refresh: {outcomes.count('works')} still linked, "
+        f"{outcomes.count('log in again')} asked to log in again, 0 torn files"
+    )
 
 
 def test_after_a_restart_what_we_started_is_not_restarted(
-        tmp_path: Path, fake_spotify: FakeSpotify) -> None:
+    tmp_path: Path, fake_spotify: FakeSpotify
+) -> None:
     """The daemon comes back (crash, SIGKILL, upgrade) while its playlist still plays: the
     same mood must not jump back to the playlist's start."""
     fake_spotify.add_device("Living Room")
     happy = fake_spotify.add_playlist("Happy songs")
-    config = config_for(fake_spotify, tmp_path / "state",
-                        spotify={"device_name": "Living Room"}, playlists={"happy": happy})
+    config = config_for(
+        fake_spotify,
+        tmp_path / "state",
+        spotify={"device_name": "Living Room"},
+        playlists={"happy": happy},
+    )
     link(fake_spotify, config)
     intent = Intent(play=True, mood="happy", context_uri=happy, reason="happy held 8 s")
     before = SpotifyPlayer(config, StatusBoard(), tmp_path / "state")
@@ -129,7 +137,8 @@ def test_after_a_restart_what_we_started_is_not_restarted(
 
 
 def test_an_outage_is_ridden_out_by_the_worker_with_capped_backoff(
-        tmp_path: Path, fake_spotify: FakeSpotify, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, fake_spotify: FakeSpotify, caplog: pytest.LogCaptureFixture
+) -> None:
     """The network goes away for a while (a minute on the device; 3 s here, with the
     backoff scaled down alike): the worker keeps retrying at growing, capped intervals, the
     status says Spotify is unreachable, and the mood's playlist plays once it is back."""
@@ -138,8 +147,13 @@ def test_an_outage_is_ridden_out_by_the_worker_with_capped_backoff(
     config = config_for(fake_spotify, tmp_path / "state", spotify={"device_name": "Living Room"})
     link(fake_spotify, config)
     status = StatusBoard()
-    player = SpotifyPlayer(config, status, tmp_path / "state",
-                           backoff=Backoff(base=0.05, cap=0.5), rng=random.Random(2))
+    player = SpotifyPlayer(
+        config,
+        status,
+        tmp_path / "state",
+        backoff=Backoff(base=0.05, cap=0.5),
+        rng=random.Random(2),
+    )
     worker = PlayerWorker(player, status)
     worker.start()
     try:

@@ -39,68 +39,217 @@ LAYOUT = Layout.from_config(MqttConfig(), "0a1b2c3d")
 # page of each platform) and homeassistant/components/mqtt/abbreviations.py.
 
 ABBREVIATIONS = {
-    "avty": "availability", "avty_mode": "availability_mode", "avty_t": "availability_topic",
-    "avty_tpl": "availability_template", "cmd_t": "command_topic", "cmd_tpl": "command_template",
-    "cmps": "components", "def_ent_id": "default_entity_id", "dev": "device",
-    "dev_cla": "device_class", "e": "encoding", "en": "enabled_by_default",
-    "ent_cat": "entity_category", "ent_pic": "entity_picture", "evt_typ": "event_types",
-    "exp_aft": "expire_after", "frc_upd": "force_update", "ic": "icon",
-    "json_attr_t": "json_attributes_topic", "json_attr_tpl": "json_attributes_template",
-    "o": "origin", "obj_id": "object_id", "off_dly": "off_delay", "ops": "options",
-    "opt": "optimistic", "p": "platform", "pl_avail": "payload_available",
-    "pl_not_avail": "payload_not_available", "pl_off": "payload_off", "pl_on": "payload_on",
-    "pl_prs": "payload_press", "ret": "retain", "stat_cla": "state_class",
-    "stat_off": "state_off", "stat_on": "state_on", "stat_t": "state_topic",
-    "sug_dsp_prc": "suggested_display_precision", "uniq_id": "unique_id",
-    "unit_of_meas": "unit_of_measurement", "val_tpl": "value_template",
+    "avty": "availability",
+    "avty_mode": "availability_mode",
+    "avty_t": "availability_topic",
+    "avty_tpl": "availability_template",
+    "cmd_t": "command_topic",
+    "cmd_tpl": "command_template",
+    "cmps": "components",
+    "def_ent_id": "default_entity_id",
+    "dev": "device",
+    "dev_cla": "device_class",
+    "e": "encoding",
+    "en": "enabled_by_default",
+    "ent_cat": "entity_category",
+    "ent_pic": "entity_picture",
+    "evt_typ": "event_types",
+    "exp_aft": "expire_after",
+    "frc_upd": "force_update",
+    "ic": "icon",
+    "json_attr_t": "json_attributes_topic",
+    "json_attr_tpl": "json_attributes_template",
+    "o": "origin",
+    "obj_id": "object_id",
+    "off_dly": "off_delay",
+    "ops": "options",
+    "opt": "optimistic",
+    "p": "platform",
+    "pl_avail": "payload_available",
+    "pl_not_avail": "payload_not_available",
+    "pl_off": "payload_off",
+    "pl_on": "payload_on",
+    "pl_prs": "payload_press",
+    "ret": "retain",
+    "stat_cla": "state_class",
+    "stat_off": "state_off",
+    "stat_on": "state_on",
+    "stat_t": "state_topic",
+    "sug_dsp_prc": "suggested_display_precision",
+    "uniq_id": "unique_id",
+    "unit_of_meas": "unit_of_measurement",
+    "val_tpl": "value_template",
 }
 DEVICE_ABBREVIATIONS = {
-    "cns": "connections", "cu": "configuration_url", "hw": "hw_version", "ids": "identifiers",
-    "mf": "manufacturer", "mdl": "model", "mdl_id": "model_id", "name": "name",
-    "sa": "suggested_area", "sn": "serial_number", "sw": "sw_version", "via_device": "via_device",
+    "cns": "connections",
+    "cu": "configuration_url",
+    "hw": "hw_version",
+    "ids": "identifiers",
+    "mf": "manufacturer",
+    "mdl": "model",
+    "mdl_id": "model_id",
+    "name": "name",
+    "sa": "suggested_area",
+    "sn": "serial_number",
+    "sw": "sw_version",
+    "via_device": "via_device",
 }
 ORIGIN_ABBREVIATIONS = {"name": "name", "sw": "sw_version", "url": "support_url"}
 
 COMMON_KEYS = {
-    "availability", "availability_mode", "availability_template", "availability_topic",
-    "default_entity_id", "device", "enabled_by_default", "encoding", "entity_category",
-    "entity_picture", "icon", "json_attributes_template", "json_attributes_topic", "name",
-    "object_id", "origin", "payload_available", "payload_not_available", "platform", "qos",
+    "availability",
+    "availability_mode",
+    "availability_template",
+    "availability_topic",
+    "default_entity_id",
+    "device",
+    "enabled_by_default",
+    "encoding",
+    "entity_category",
+    "entity_picture",
+    "icon",
+    "json_attributes_template",
+    "json_attributes_topic",
+    "name",
+    "object_id",
+    "origin",
+    "payload_available",
+    "payload_not_available",
+    "platform",
+    "qos",
     "unique_id",
 }
 DEVICE_SHARED_KEYS = {  # allowed at the root of a device-based message
-    "device", "origin", "components", "availability", "availability_mode",
-    "availability_template", "availability_topic", "payload_available",
-    "payload_not_available", "state_topic", "command_topic", "qos", "encoding",
+    "device",
+    "origin",
+    "components",
+    "availability",
+    "availability_mode",
+    "availability_template",
+    "availability_topic",
+    "payload_available",
+    "payload_not_available",
+    "state_topic",
+    "command_topic",
+    "qos",
+    "encoding",
 }
 PLATFORMS: dict[str, dict[str, Any]] = {
     "sensor": {
         "required": {"state_topic"},
-        "keys": {"state_topic", "device_class", "expire_after", "force_update",
-                 "last_reset_value_template", "options", "state_class",
-                 "suggested_display_precision", "unit_of_measurement", "value_template"},
+        "keys": {
+            "state_topic",
+            "device_class",
+            "expire_after",
+            "force_update",
+            "last_reset_value_template",
+            "options",
+            "state_class",
+            "suggested_display_precision",
+            "unit_of_measurement",
+            "value_template",
+        },
         "device_classes": {
-            "apparent_power", "aqi", "area", "atmospheric_pressure", "battery",
-            "blood_glucose_concentration", "carbon_dioxide", "carbon_monoxide", "conductivity",
-            "current", "data_rate", "data_size", "date", "distance", "duration", "energy",
-            "energy_distance", "energy_storage", "enum", "frequency", "gas", "humidity",
-            "illuminance", "irradiance", "moisture", "monetary", "nitrogen_dioxide",
-            "nitrogen_monoxide", "nitrous_oxide", "ozone", "ph", "pm1", "pm10", "pm25", "power",
-            "power_factor", "precipitation", "precipitation_intensity", "pressure",
-            "reactive_power", "signal_strength", "sound_pressure", "speed", "sulphur_dioxide",
-            "temperature", "timestamp", "volatile_organic_compounds",
-            "volatile_organic_compounds_parts", "voltage", "volume", "volume_flow_rate",
-            "volume_storage", "water", "weight", "wind_direction", "wind_speed"},
+            "apparent_power",
+            "aqi",
+            "area",
+            "atmospheric_pressure",
+            "battery",
+            "blood_glucose_concentration",
+            "carbon_dioxide",
+            "carbon_monoxide",
+            "conductivity",
+            "current",
+            "data_rate",
+            "data_size",
+            "date",
+            "distance",
+            "duration",
+            "energy",
+            "energy_distance",
+            "energy_storage",
+            "enum",
+            "frequency",
+            "gas",
+            "humidity",
+            "illuminance",
+            "irradiance",
+            "moisture",
+            "monetary",
+            "nitrogen_dioxide",
+            "nitrogen_monoxide",
+            "nitrous_oxide",
+            "ozone",
+            "ph",
+            "pm1",
+            "pm10",
+            "pm25",
+            "power",
+            "power_factor",
+            "precipitation",
+            "precipitation_intensity",
+            "pressure",
+            "reactive_power",
+            "signal_strength",
+            "sound_pressure",
+            "speed",
+            "sulphur_dioxide",
+            "temperature",
+            "timestamp",
+            "volatile_organic_compounds",
+            "volatile_organic_compounds_parts",
+            "voltage",
+            "volume",
+            "volume_flow_rate",
+            "volume_storage",
+            "water",
+            "weight",
+            "wind_direction",
+            "wind_speed",
+        },
     },
     "binary_sensor": {
         "required": {"state_topic"},
-        "keys": {"state_topic", "device_class", "expire_after", "force_update", "off_delay",
-                 "payload_off", "payload_on", "value_template"},
+        "keys": {
+            "state_topic",
+            "device_class",
+            "expire_after",
+            "force_update",
+            "off_delay",
+            "payload_off",
+            "payload_on",
+            "value_template",
+        },
         "device_classes": {
-            "battery", "battery_charging", "carbon_monoxide", "cold", "connectivity", "door",
-            "garage_door", "gas", "heat", "light", "lock", "moisture", "motion", "moving",
-            "occupancy", "opening", "plug", "power", "presence", "problem", "running", "safety",
-            "smoke", "sound", "tamper", "update", "vibration", "window"},
+            "battery",
+            "battery_charging",
+            "carbon_monoxide",
+            "cold",
+            "connectivity",
+            "door",
+            "garage_door",
+            "gas",
+            "heat",
+            "light",
+            "lock",
+            "moisture",
+            "motion",
+            "moving",
+            "occupancy",
+            "opening",
+            "plug",
+            "power",
+            "presence",
+            "problem",
+            "running",
+            "safety",
+            "smoke",
+            "sound",
+            "tamper",
+            "update",
+            "vibration",
+            "window",
+        },
     },
     "event": {
         "required": {"state_topic", "event_types"},
@@ -109,15 +258,32 @@ PLATFORMS: dict[str, dict[str, Any]] = {
     },
     "switch": {
         "required": {"command_topic"},
-        "keys": {"command_topic", "command_template", "device_class", "optimistic",
-                 "payload_off", "payload_on", "retain", "state_off", "state_on", "state_topic",
-                 "value_template"},
+        "keys": {
+            "command_topic",
+            "command_template",
+            "device_class",
+            "optimistic",
+            "payload_off",
+            "payload_on",
+            "retain",
+            "state_off",
+            "state_on",
+            "state_topic",
+            "value_template",
+        },
         "device_classes": {"outlet", "switch"},
     },
     "select": {
         "required": {"command_topic", "options"},
-        "keys": {"command_topic", "command_template", "optimistic", "options", "retain",
-                 "state_topic", "value_template"},
+        "keys": {
+            "command_topic",
+            "command_template",
+            "optimistic",
+            "options",
+            "retain",
+            "state_topic",
+            "value_template",
+        },
         "device_classes": set(),
     },
     "button": {
@@ -195,10 +361,16 @@ def check_origin(origin: dict[str, Any]) -> None:
     assert origin["name"] and origin["sw_version"] == __version__
 
 
-@pytest.mark.parametrize("layout", [
-    LAYOUT,
-    Layout.from_config(MqttConfig(base_topic="house/living/music", discovery_prefix="ha"), "ff"),
-], ids=["defaults", "own-topics"])
+@pytest.mark.parametrize(
+    "layout",
+    [
+        LAYOUT,
+        Layout.from_config(
+            MqttConfig(base_topic="house/living/music", discovery_prefix="ha"), "ff"
+        ),
+    ],
+    ids=["defaults", "own-topics"],
+)
 def test_device_based_discovery_follows_the_documented_schema(layout: Layout) -> None:
     """One retained message at <prefix>/device/<id>/config with dev, o and cmps; each component
     valid for its platform. Breaks when a key is misspelt, undocumented or deprecated."""
@@ -242,12 +414,25 @@ def test_the_entities_are_the_ones_the_issue_asks_for() -> None:
     a timestamp for uptime, diagnostics)."""
     by_name = {e.name: e for e in ENTITIES}
     assert {name: e.platform for name, e in by_name.items()} == {
-        "Emotion": "sensor", "Confidence": "sensor", "Presence": "binary_sensor",
-        "Mood": "sensor", "Mood change": "event", "Now playing": "sensor",
-        "Auto-play": "switch", "Camera": "switch", "Mood override": "select",
-        "Next track": "button", "Pause": "button", "Play": "button", "Analysis rate": "sensor",
-        "Camera state": "sensor", "Spotify state": "sensor", "Uptime": "sensor",
-        "Correct mood to": "select", "Correct mood": "button", "Calibration": "sensor",
+        "Emotion": "sensor",
+        "Confidence": "sensor",
+        "Presence": "binary_sensor",
+        "Mood": "sensor",
+        "Mood change": "event",
+        "Now playing": "sensor",
+        "Auto-play": "switch",
+        "Camera": "switch",
+        "Mood override": "select",
+        "Next track": "button",
+        "Pause": "button",
+        "Play": "button",
+        "Analysis rate": "sensor",
+        "Camera state": "sensor",
+        "Spotify state": "sensor",
+        "Uptime": "sensor",
+        "Correct mood to": "select",
+        "Correct mood": "button",
+        "Calibration": "sensor",
     }
     assert set(by_name["Emotion"].options["ops"]) == {*EMOTIONS, NO_FACE}
     assert by_name["Confidence"].options["unit_of_meas"] == "%"
@@ -257,8 +442,13 @@ def test_the_entities_are_the_ones_the_issue_asks_for() -> None:
     assert by_name["Correct mood to"].options["ops"] == list(EMOTIONS)
     assert by_name["Uptime"].options["dev_cla"] == "timestamp"
     diagnostics = {e.name for e in ENTITIES if e.options.get("ent_cat") == "diagnostic"}
-    assert diagnostics == {"Analysis rate", "Camera state", "Spotify state", "Uptime",
-                           "Calibration"}
+    assert diagnostics == {
+        "Analysis rate",
+        "Camera state",
+        "Spotify state",
+        "Uptime",
+        "Calibration",
+    }
 
 
 def test_topics_come_from_keys_so_a_rename_breaks_nothing() -> None:
@@ -267,8 +457,9 @@ def test_topics_come_from_keys_so_a_rename_breaks_nothing() -> None:
     for key, config in payload["cmps"].items():
         for abbreviation in ("stat_t", "cmd_t", "json_attr_t"):
             if abbreviation in config:
-                assert re.fullmatch(rf"{LAYOUT.base}/{key}(/set|/attributes)?",
-                                    config[abbreviation])
+                assert re.fullmatch(
+                    rf"{LAYOUT.base}/{key}(/set|/attributes)?", config[abbreviation]
+                )
         assert config["uniq_id"] == f"{LAYOUT.node_id}_{key}"
 
 
@@ -298,12 +489,25 @@ def test_state_payloads_are_what_the_entities_accept() -> None:
     with a zone: anything else Home Assistant rejects or shows wrong."""
     options = {e.key: e.options.get("ops") for e in ENTITIES}
     idle = states(snapshot())
-    busy = states(snapshot(
-        emotion="happy", confidence=0.834, scores={"happy": 0.834, "sad": 0.1}, faces=2,
-        present=True, mood="sad", mood_reason="sad for 8 s", mood_since=1_700_000_100.0,
-        now_playing={"name": "Rainy days", "device": "Kitchen", "context_uri": "spotify:x"},
-        autoplay=False, camera_enabled=True, override="angry", fps=4.96,
-        camera_state="running", spotify_state="linked"))
+    busy = states(
+        snapshot(
+            emotion="happy",
+            confidence=0.834,
+            scores={"happy": 0.834, "sad": 0.1},
+            faces=2,
+            present=True,
+            mood="sad",
+            mood_reason="sad for 8 s",
+            mood_since=1_700_000_100.0,
+            now_playing={"name": "Rainy days", "device": "Kitchen", "context_uri": "spotify:x"},
+            autoplay=False,
+            camera_enabled=True,
+            override="angry",
+            fps=4.96,
+            camera_state="running",
+            spotify_state="linked",
+        )
+    )
     assert (idle["emotion"], busy["emotion"]) == (NO_FACE, "happy")
     assert (idle["mood"], busy["mood"]) == (NO_FACE, "sad")
     assert (idle["override"], busy["override"]) == (NO_FACE, "angry")
@@ -320,7 +524,9 @@ def test_state_payloads_are_what_the_entities_accept() -> None:
     assert (idle["now_playing"], busy["now_playing"]) == (UNKNOWN, "Rainy days")
     assert json.loads(busy["now_playing/attributes"])["speaker"] == "Kitchen"
     assert json.loads(busy["mood/attributes"]) == {
-        "reason": "sad for 8 s", "since": "2023-11-14T22:15:00+00:00"}
+        "reason": "sad for 8 s",
+        "since": "2023-11-14T22:15:00+00:00",
+    }
     assert json.loads(idle["mood/attributes"])["since"] == UNKNOWN
 
 
@@ -337,11 +543,18 @@ def test_changed_status_keys_select_only_their_topics() -> None:
 def test_mood_event_fires_on_a_new_mood_with_scores_and_reason() -> None:
     """The event carries event_type (one of event_types), the top three scores and the
     reason; no event for the same mood or for nobody there."""
-    snap = snapshot(mood="happy", mood_reason="happy for 8 s",
-                    scores={"happy": 0.7, "neutral": 0.2, "sad": 0.06, "angry": 0.04})
+    snap = snapshot(
+        mood="happy",
+        mood_reason="happy for 8 s",
+        scores={"happy": 0.7, "neutral": 0.2, "sad": 0.06, "angry": 0.04},
+    )
     event = json.loads(mood_event(snap, "neutral") or "")
-    assert event == {"event_type": "happy", "previous": "neutral", "reason": "happy for 8 s",
-                     "scores": {"happy": 70, "neutral": 20, "sad": 6}}
+    assert event == {
+        "event_type": "happy",
+        "previous": "neutral",
+        "reason": "happy for 8 s",
+        "scores": {"happy": 70, "neutral": 20, "sad": 6},
+    }
     assert list(event["scores"]) == ["happy", "neutral", "sad"]
     assert json.loads(mood_event(snap, None) or "")["previous"] == NO_FACE
     assert mood_event(snap, "happy") is None
@@ -371,41 +584,49 @@ def test_layout_defaults_and_overrides() -> None:
     assert (own.availability, own.birth) == ("a/b/availability", "ha/status")
 
 
-@pytest.mark.parametrize(("key", "payload", "expected"), [
-    ("autoplay", b"ON", Command("autoplay", True)),
-    ("autoplay", b"off", Command("autoplay", False)),
-    ("camera", b" OFF\n", Command("camera", False)),
-    ("override", b"happy", Command("override", "happy")),
-    ("override", b"none", Command("override", None)),
-    ("next_track", b"PRESS", Command("next_track")),
-    ("pause", b"PRESS", Command("pause")),
-    ("play", b"PRESS", Command("play")),
-    ("correct_to", b"Neutral", Command("correct_to", "neutral")),
-    ("correct", b"PRESS", Command("correct")),
-])
+@pytest.mark.parametrize(
+    ("key", "payload", "expected"),
+    [
+        ("autoplay", b"ON", Command("autoplay", True)),
+        ("autoplay", b"off", Command("autoplay", False)),
+        ("camera", b" OFF\n", Command("camera", False)),
+        ("override", b"happy", Command("override", "happy")),
+        ("override", b"none", Command("override", None)),
+        ("next_track", b"PRESS", Command("next_track")),
+        ("pause", b"PRESS", Command("pause")),
+        ("play", b"PRESS", Command("play")),
+        ("correct_to", b"Neutral", Command("correct_to", "neutral")),
+        ("correct", b"PRESS", Command("correct")),
+    ],
+)
 def test_valid_commands_parse(key: str, payload: bytes, expected: Command) -> None:
     assert parse_command(LAYOUT, LAYOUT.command(key), payload) == expected
 
 
-@pytest.mark.parametrize(("topic", "payload", "reason"), [
-    ("moodmelody/0a1b2c3d/autoplay/set", b"maybe", "ON or OFF"),
-    ("moodmelody/0a1b2c3d/autoplay/set", b"", "ON or OFF"),
-    ("moodmelody/0a1b2c3d/override/set", b"ecstatic", "one of"),
-    ("moodmelody/0a1b2c3d/correct_to/set", b"none", "one of"),
-    ("moodmelody/0a1b2c3d/next_track/set", b"ON", "PRESS"),
-    ("moodmelody/0a1b2c3d/camera/set", b"\xff\xfe", "UTF-8"),
-    ("moodmelody/0a1b2c3d/camera/set", b"O" * 65, "longer than"),
-    ("moodmelody/0a1b2c3d/emotion/set", b"happy", "no such command"),
-    ("moodmelody/0a1b2c3d/restart/set", b"PRESS", "no such command"),
-    ("moodmelody/other/autoplay/set", b"ON", "not a command topic"),
-])
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        ("moodmelody/0a1b2c3d/autoplay/set", b"maybe", "ON or OFF"),
+        ("moodmelody/0a1b2c3d/autoplay/set", b"", "ON or OFF"),
+        ("moodmelody/0a1b2c3d/override/set", b"ecstatic", "one of"),
+        ("moodmelody/0a1b2c3d/correct_to/set", b"none", "one of"),
+        ("moodmelody/0a1b2c3d/next_track/set", b"ON", "PRESS"),
+        ("moodmelody/0a1b2c3d/camera/set", b"\xff\xfe", "UTF-8"),
+        ("moodmelody/0a1b2c3d/camera/set", b"O" * 65, "longer than"),
+        ("moodmelody/0a1b2c3d/emotion/set", b"happy", "no such command"),
+        ("moodmelody/0a1b2c3d/restart/set", b"PRESS", "no such command"),
+        ("moodmelody/other/autoplay/set", b"ON", "not a command topic"),
+    ],
+)
 def test_bad_commands_say_why(topic: str, payload: bytes, reason: str) -> None:
     with pytest.raises(BadCommand, match=reason):
         parse_command(LAYOUT, topic, payload)
 
 
-@given(topic=st.one_of(st.sampled_from([LAYOUT.command(e.key) for e in ENTITIES]), st.text()),
-       payload=st.binary(max_size=100))
+@given(
+    topic=st.one_of(st.sampled_from([LAYOUT.command(e.key) for e in ENTITIES]), st.text()),
+    payload=st.binary(max_size=100),
+)
 def test_any_message_is_a_command_or_a_reason(topic: str, payload: bytes) -> None:
     """Fuzzed input never raises anything but BadCommand, and what parses is in range."""
     try:

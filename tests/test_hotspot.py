@@ -31,8 +31,14 @@ views = st.builds(
 
 
 def view(**changes: object) -> NetworkView:
-    base = {"uplink": False, "hotspot_active": False, "saved_wifi": 0, "clients": 0,
-            "offline_s": 0.0, "hotspot_s": 0.0}
+    base = {
+        "uplink": False,
+        "hotspot_active": False,
+        "saved_wifi": 0,
+        "clients": 0,
+        "offline_s": 0.0,
+        "hotspot_s": 0.0,
+    }
     return NetworkView(**{**base, **changes})
 
 
@@ -79,8 +85,7 @@ def test_with_nothing_to_try_the_hotspot_stays(offline_s: float, hotspot_s: floa
         ({"hotspot_active": True, "uplink": True, "clients": 1}, Action.KEEP),
         ({"hotspot_active": True, "saved_wifi": 2, "hotspot_s": 599.0}, Action.KEEP),
         ({"hotspot_active": True, "saved_wifi": 2, "hotspot_s": 600.0}, Action.STOP),  # retry
-        ({"hotspot_active": True, "saved_wifi": 2, "hotspot_s": 900.0, "clients": 1},
-         Action.KEEP),
+        ({"hotspot_active": True, "saved_wifi": 2, "hotspot_s": 900.0, "clients": 1}, Action.KEEP),
     ],
 )
 def test_decision_table(changes: dict[str, object], expected: Action) -> None:
@@ -94,8 +99,9 @@ def test_saved_wifi_gets_retried_then_the_hotspot_returns() -> None:
     active = False
     starts, stops = [], []
     for tick in range(0, 3600, 15):
-        decision = decide(view(hotspot_active=active, saved_wifi=1,
-                               offline_s=offline_s, hotspot_s=hotspot_s))
+        decision = decide(
+            view(hotspot_active=active, saved_wifi=1, offline_s=offline_s, hotspot_s=hotspot_s)
+        )
         if decision.action is Action.START:
             active, hotspot_s = True, 0.0
             starts.append(tick)
@@ -112,8 +118,20 @@ def test_saved_wifi_gets_retried_then_the_hotspot_returns() -> None:
 
 def test_command_line_prints_action_and_reason(capsys: pytest.CaptureFixture[str]) -> None:
     """hotspot.sh reads the first word of this line; anything else would stop it acting."""
-    argv = ["--uplink", "0", "--hotspot-active", "0", "--saved-wifi", "0", "--clients", "0",
-            "--offline-s", "50", "--hotspot-s", "0"]
+    argv = [
+        "--uplink",
+        "0",
+        "--hotspot-active",
+        "0",
+        "--saved-wifi",
+        "0",
+        "--clients",
+        "0",
+        "--offline-s",
+        "50",
+        "--hotspot-s",
+        "0",
+    ]
     assert main(argv) == 0
     assert capsys.readouterr().out == "start offline for 50 s, no Wi-Fi configured\n"
     with pytest.raises(SystemExit):
@@ -167,10 +185,22 @@ def network(tmp_path: Path) -> Callable[..., tuple[str, dict[str, Any]]]:
     def tick(**state: Any) -> tuple[str, dict[str, Any]]:
         if state:
             state_file.write_text(json.dumps(state))
-        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_NM": str(state_file),
-               "RUNTIME_DIRECTORY": str(runtime), "MOODMELODY_PYTHON": sys.executable}
-        result = subprocess.run(["bash", str(REPO / "provisioning/hotspot.sh")], cwd=REPO, env=env,
-                                capture_output=True, text=True, timeout=30, check=False)
+        env = {
+            **os.environ,
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "FAKE_NM": str(state_file),
+            "RUNTIME_DIRECTORY": str(runtime),
+            "MOODMELODY_PYTHON": sys.executable,
+        }
+        result = subprocess.run(
+            ["bash", str(REPO / "provisioning/hotspot.sh")],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         assert result.returncode == 0, result.stderr
         return result.stdout, json.loads(state_file.read_text())
 

@@ -18,8 +18,13 @@ from device.mood import (
     combine_faces,
 )
 
-SETTINGS = MoodSettings(time_constant_s=1.0, threshold=0.45, dwell_s=3.0,
-                        min_switch_interval_s=20.0, absent_after_s=10.0)
+SETTINGS = MoodSettings(
+    time_constant_s=1.0,
+    threshold=0.45,
+    dwell_s=3.0,
+    min_switch_interval_s=20.0,
+    absent_after_s=10.0,
+)
 
 
 def one_hot(emotion: str) -> np.ndarray:
@@ -28,8 +33,9 @@ def one_hot(emotion: str) -> np.ndarray:
     return probs
 
 
-def feed(machine: MoodMachine, start: float, seconds: float, probs: np.ndarray | None,
-         fps: float = 5.0) -> list:
+def feed(
+    machine: MoodMachine, start: float, seconds: float, probs: np.ndarray | None, fps: float = 5.0
+) -> list:
     events = []
     steps = round(seconds * fps)
     for i in range(steps):
@@ -102,13 +108,22 @@ def test_largest_face_or_room_average() -> None:
     assert combine_faces([], "room") is None
 
 
-distributions = st.lists(st.floats(0.0, 1.0), min_size=len(EMOTIONS),
-                         max_size=len(EMOTIONS)).filter(lambda p: sum(p) > 0.01).map(
-    lambda p: np.asarray(p) / sum(p))
+distributions = (
+    st.lists(st.floats(0.0, 1.0), min_size=len(EMOTIONS), max_size=len(EMOTIONS))
+    .filter(lambda p: sum(p) > 0.01)
+    .map(lambda p: np.asarray(p) / sum(p))
+)
 observations = st.lists(
-    st.tuples(st.floats(0.02, 5.0), st.one_of(st.none(), distributions)), max_size=200)
-timings = st.builds(MoodSettings, st.floats(0.0, 5.0), st.floats(0.2, 0.9), st.floats(0.0, 10.0),
-                    st.floats(0.0, 60.0), st.floats(1.0, 30.0))
+    st.tuples(st.floats(0.02, 5.0), st.one_of(st.none(), distributions)), max_size=200
+)
+timings = st.builds(
+    MoodSettings,
+    st.floats(0.0, 5.0),
+    st.floats(0.2, 0.9),
+    st.floats(0.0, 10.0),
+    st.floats(0.0, 60.0),
+    st.floats(1.0, 30.0),
+)
 
 
 def run(settings_: MoodSettings, steps: list) -> list:
@@ -143,7 +158,8 @@ def test_the_same_inputs_always_give_the_same_outputs(settings_, steps) -> None:
     fps=st.sampled_from([2.0, 5.0, 15.0, 30.0]),
 )
 def test_a_flicker_shorter_than_the_dwell_never_changes_the_mood(
-        steady, flicker, dwell, tau, fraction, fps) -> None:
+    steady, flicker, dwell, tau, fraction, fps
+) -> None:
     """Once a mood is established, another expression for less than the dwell time
     (however fast the frames come) leaves it alone."""
     settings_ = MoodSettings(tau, 0.45, dwell, 0.0, 30.0)

@@ -36,8 +36,6 @@ SETUP_URL = "http://moodmelody.local:8080/"
 TIMEOUT = 15.0
 
 
-
-
 class Listener:
     """A paho client in Home Assistant's place: subscribes, records, publishes."""
 
@@ -45,8 +43,9 @@ class Listener:
         self.messages: list[mqtt.MQTTMessage] = []
         self._lock = threading.Lock()
         self._acked = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=f"listener-{uuid.uuid4().hex[:8]}")
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"listener-{uuid.uuid4().hex[:8]}"
+        )
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *_: self._acked.set()
         self.client.connect("127.0.0.1", port, keepalive=30)
@@ -72,14 +71,17 @@ class Listener:
         with self._lock:
             return len(self.messages)
 
-    def wait_for(self, topic: str, payload: str | Callable[[str], bool] | None = None,
-                 since: int = 0) -> mqtt.MQTTMessage:
+    def wait_for(
+        self, topic: str, payload: str | Callable[[str], bool] | None = None, since: int = 0
+    ) -> mqtt.MQTTMessage:
         def match(msg: mqtt.MQTTMessage) -> bool:
             text = msg.payload.decode()
             return payload is None or (payload(text) if callable(payload) else text == payload)
+
         return wait_until(
             lambda: next((m for m in reversed(self.on(topic, since)) if match(m)), None),
-            f"{payload!r} on {topic}")
+            f"{payload!r} on {topic}",
+        )
 
     def publish(self, topic: str, payload: bytes | str, retain: bool = False) -> None:
         self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(TIMEOUT)
@@ -107,8 +109,10 @@ class Rig:
 
     def __init__(self, tmp_path: Path, port: int, **mqtt_settings: Any) -> None:
         self.config_path = tmp_path / "config.toml"
-        config = apply_changes(Config(), {"mqtt": {
-            "enabled": True, "host": "127.0.0.1", "port": port, **mqtt_settings}})
+        config = apply_changes(
+            Config(),
+            {"mqtt": {"enabled": True, "host": "127.0.0.1", "port": port, **mqtt_settings}},
+        )
         self.status = StatusBoard()
         self.controller = Controller(config, self.config_path, self.status)
         self.bridge = MqttBridge(self.controller, DEVICE_ID, SETUP_URL, throttle_s=0.5)
@@ -143,15 +147,17 @@ def listener(mosquitto: Broker) -> Iterator[Listener]:
     client.close()
 
 
-def test_discovery_availability_and_states_are_retained(mosquitto: Broker,
-                                                        make_rig: Callable[..., Rig]) -> None:
+def test_discovery_availability_and_states_are_retained(
+    mosquitto: Broker, make_rig: Callable[..., Rig]
+) -> None:
     """A Home Assistant that starts after the device still finds it: discovery, `online`
     and every state wait on the broker."""
     rig = make_rig().start()
     layout = rig.layout
     wait_until(lambda: retained(mosquitto.port, layout.availability), "online")
-    found = retained(mosquitto.port, layout.discovery_topic(), layout.availability,
-                     f"{layout.base}/#")
+    found = retained(
+        mosquitto.port, layout.discovery_topic(), layout.availability, f"{layout.base}/#"
+    )
     discovery = json.loads(found[layout.discovery_topic()])
     assert set(discovery["cmps"]) == {e.key for e in ENTITIES}
     assert discovery["dev"]["cu"] == SETUP_URL
@@ -163,26 +169,30 @@ def test_discovery_availability_and_states_are_retained(mosquitto: Broker,
 
 
 def test_per_entity_discovery_when_device_discovery_is_off(
-        mosquitto: Broker, make_rig: Callable[..., Rig]) -> None:
+    mosquitto: Broker, make_rig: Callable[..., Rig]
+) -> None:
     """For Home Assistant before 2024.11: one retained config per entity."""
     rig = make_rig(device_discovery=False).start()
     topics = [rig.layout.discovery_topic(e) for e in ENTITIES]
     found = wait_until(
         lambda: (r := retained(mosquitto.port, *topics)) and len(r) == len(ENTITIES) and r,
-        f"{len(ENTITIES)} discovery messages")
+        f"{len(ENTITIES)} discovery messages",
+    )
     assert json.loads(found[topics[0]])["uniq_id"] == f"moodmelody_{DEVICE_ID}_emotion"
 
 
-def test_states_are_published_on_change_only(make_rig: Callable[..., Rig],
-                                             listener: Listener) -> None:
+def test_states_are_published_on_change_only(
+    make_rig: Callable[..., Rig], listener: Listener
+) -> None:
     """A change goes out at once; a change of another key does not repeat it."""
     rig = make_rig().start()
     layout = rig.layout
     listener.subscribe(f"{layout.base}/#")
     listener.wait_for(layout.state("emotion"), "none")
     mark = listener.mark()
-    rig.status.update(emotion="happy", confidence=0.8, present=True, mood="happy",
-                      mood_reason="happy for 8 s")
+    rig.status.update(
+        emotion="happy", confidence=0.8, present=True, mood="happy", mood_reason="happy for 8 s"
+    )
     listener.wait_for(layout.state("emotion"), "happy", since=mark)
     listener.wait_for(layout.state("presence"), "ON", since=mark)
     listener.wait_for(layout.state("mood"), "happy", since=mark)
@@ -195,7 +205,8 @@ def test_states_are_published_on_change_only(make_rig: Callable[..., Rig],
 
 
 def test_confidence_is_rate_limited_and_its_last_value_arrives(
-        make_rig: Callable[..., Rig], listener: Listener) -> None:
+    make_rig: Callable[..., Rig], listener: Listener
+) -> None:
     """50 confidence changes in about 0.25 s make one message per 0.5 s throttle interval
     (plus the first), and the newest value is not lost behind the throttle."""
     rig = make_rig().start()
@@ -214,8 +225,9 @@ def test_confidence_is_rate_limited_and_its_last_value_arrives(
     assert 1 <= len(listener.on(topic, since=mark)) <= min(2 + intervals, 10)
 
 
-def test_commands_round_trip_through_the_controller(make_rig: Callable[..., Rig],
-                                                    listener: Listener) -> None:
+def test_commands_round_trip_through_the_controller(
+    make_rig: Callable[..., Rig], listener: Listener
+) -> None:
     """Switch, select and button commands reach the same Controller path as the setup page:
     the settings file changes and the new state comes back."""
     rig = make_rig().start()
@@ -246,18 +258,21 @@ def test_commands_round_trip_through_the_controller(make_rig: Callable[..., Rig]
     assert all(pressed[name].wait(TIMEOUT) for name in ("next_track", "pause", "play"))
 
 
-def test_bad_commands_are_logged_and_ignored(make_rig: Callable[..., Rig], listener: Listener,
-                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_bad_commands_are_logged_and_ignored(
+    make_rig: Callable[..., Rig], listener: Listener, caplog: pytest.LogCaptureFixture
+) -> None:
     """Nothing changes on a malformed or unknown command, each is logged, and the bridge
     carries on with the next good one."""
     caplog.set_level(logging.WARNING, logger="device.mqtt")
     rig = make_rig().start()
     layout = rig.layout
     listener.subscribe(layout.state("autoplay"))
-    for topic, payload in [(layout.command("autoplay"), b"maybe"),
-                           (layout.command("override"), b"ecstatic"),
-                           (layout.command("emotion"), b"happy"),
-                           (layout.command("pause"), b"\xff" * 500)]:
+    for topic, payload in [
+        (layout.command("autoplay"), b"maybe"),
+        (layout.command("override"), b"ecstatic"),
+        (layout.command("emotion"), b"happy"),
+        (layout.command("pause"), b"\xff" * 500),
+    ]:
         listener.publish(topic, payload)
     listener.publish(layout.command("autoplay"), "OFF")
     listener.wait_for(layout.state("autoplay"), "OFF")
@@ -267,9 +282,9 @@ def test_bad_commands_are_logged_and_ignored(make_rig: Callable[..., Rig], liste
     assert rig.status.get("override") is None
 
 
-def test_a_retained_command_is_not_replayed_on_connect(mosquitto: Broker,
-                                                       make_rig: Callable[..., Rig],
-                                                       listener: Listener) -> None:
+def test_a_retained_command_is_not_replayed_on_connect(
+    mosquitto: Broker, make_rig: Callable[..., Rig], listener: Listener
+) -> None:
     """A command someone published retained would flip the setting on every reconnect."""
     rig = make_rig()
     listener.publish(rig.layout.command("camera"), "OFF", retain=True)
@@ -282,9 +297,9 @@ def test_a_retained_command_is_not_replayed_on_connect(mosquitto: Broker,
     assert [m.payload for m in listener.on(layout.state("camera"))] == [b"ON"]
 
 
-def test_fuzzed_commands_never_crash_the_bridge(make_rig: Callable[..., Rig],
-                                                listener: Listener,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_fuzzed_commands_never_crash_the_bridge(
+    make_rig: Callable[..., Rig], listener: Listener, caplog: pytest.LogCaptureFixture
+) -> None:
     """Random payloads on every command topic (and unknown ones): no error is logged, the
     bridge's thread lives, and a good command still works afterwards."""
     caplog.set_level(logging.WARNING)
@@ -292,8 +307,9 @@ def test_fuzzed_commands_never_crash_the_bridge(make_rig: Callable[..., Rig],
     layout = rig.layout
     topics = [layout.command(e.key) for e in ENTITIES] + [f"{layout.base}/../set"]
 
-    @settings(max_examples=150, deadline=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
     @given(topic=st.sampled_from(topics), payload=st.binary(max_size=200))
     def send(topic: str, payload: bytes) -> None:
         listener.client.publish(topic, payload, qos=0)
@@ -307,7 +323,8 @@ def test_fuzzed_commands_never_crash_the_bridge(make_rig: Callable[..., Rig],
 
 
 def test_broker_restart_reconnects_and_publishes_everything_again(
-        mosquitto: Broker, make_rig: Callable[..., Rig]) -> None:
+    mosquitto: Broker, make_rig: Callable[..., Rig]
+) -> None:
     """The broker forgets its retained messages (no persistence); after it comes back the
     bridge reconnects by itself and publishes discovery and the current state again,
     including what changed while it was away."""
@@ -321,16 +338,28 @@ def test_broker_restart_reconnects_and_publishes_everything_again(
     wait_until(lambda: rig.status.get("mqtt_state") == "connected", "reconnected")
     layout = rig.layout
     found = wait_until(
-        lambda: (r := retained(mosquitto.port, layout.discovery_topic(), layout.availability,
-                               f"{layout.base}/+")) and len(r) > 10 and r,
-        "everything published again")
+        lambda: (
+            (
+                r := retained(
+                    mosquitto.port,
+                    layout.discovery_topic(),
+                    layout.availability,
+                    f"{layout.base}/+",
+                )
+            )
+            and len(r) > 10
+            and r
+        ),
+        "everything published again",
+    )
     assert layout.discovery_topic() in found and found[layout.availability] == b"online"
     assert found[layout.state("mood")] == b"sad" and found[layout.state("emotion")] == b"sad"
     assert "disconnected: connection lost" in states
 
 
 def test_home_assistant_birth_republishes_discovery_and_state(
-        make_rig: Callable[..., Rig], listener: Listener) -> None:
+    make_rig: Callable[..., Rig], listener: Listener
+) -> None:
     """When HA restarts it says `online` on homeassistant/status; the device answers with its
     discovery and states (HA may have lost them, e.g. with retained messages off)."""
     rig = make_rig().start()
@@ -343,8 +372,9 @@ def test_home_assistant_birth_republishes_discovery_and_state(
     listener.wait_for(layout.state("emotion"), "none", since=mark)
 
 
-def test_disabling_mqtt_removes_the_device(mosquitto: Broker, make_rig: Callable[..., Rig],
-                                           listener: Listener) -> None:
+def test_disabling_mqtt_removes_the_device(
+    mosquitto: Broker, make_rig: Callable[..., Rig], listener: Listener
+) -> None:
     """Turning MQTT off clears the retained discovery (HA removes the device) and the
     retained states, then disconnects."""
     rig = make_rig().start()
@@ -354,8 +384,10 @@ def test_disabling_mqtt_removes_the_device(mosquitto: Broker, make_rig: Callable
     rig.controller.update_settings({"mqtt": {"enabled": False}}, "test")
     listener.wait_for(layout.discovery_topic(), "")
     wait_until(lambda: rig.status.get("mqtt_state") == "disabled", "disabled")
-    assert retained(mosquitto.port, layout.discovery_topic(), layout.availability,
-                    f"{layout.base}/#") == {}
+    assert (
+        retained(mosquitto.port, layout.discovery_topic(), layout.availability, f"{layout.base}/#")
+        == {}
+    )
 
 
 def test_new_topics_clear_the_old_ones(mosquitto: Broker, make_rig: Callable[..., Rig]) -> None:
@@ -365,10 +397,12 @@ def test_new_topics_clear_the_old_ones(mosquitto: Broker, make_rig: Callable[...
     old = rig.layout
     wait_until(lambda: retained(mosquitto.port, old.discovery_topic()), "old discovery")
     rig.controller.update_settings(
-        {"mqtt": {"base_topic": "house/music", "discovery_prefix": "ha"}}, "test")
+        {"mqtt": {"base_topic": "house/music", "discovery_prefix": "ha"}}, "test"
+    )
     new = Layout.from_config(rig.controller.config.mqtt, DEVICE_ID)
-    found = wait_until(lambda: retained(mosquitto.port, new.discovery_topic(), new.availability),
-                       "new discovery")
+    found = wait_until(
+        lambda: retained(mosquitto.port, new.discovery_topic(), new.availability), "new discovery"
+    )
     assert "house/music/emotion" in found[new.discovery_topic()].decode()
     assert found[new.availability] == b"online"
     assert retained(mosquitto.port, old.discovery_topic(), f"{old.base}/#") == {}
@@ -378,7 +412,8 @@ def test_stop_says_offline(mosquitto: Broker, make_rig: Callable[..., Rig]) -> N
     rig = make_rig().start()
     rig.stop()
     assert retained(mosquitto.port, rig.layout.availability) == {
-        rig.layout.availability: b"offline"}
+        rig.layout.availability: b"offline"
+    }
     assert rig.status.get("mqtt_state") == "disconnected: stopped"
 
 
@@ -396,15 +431,24 @@ time.sleep(120)
 """
 
 
-def test_kill_9_leaves_offline_through_the_last_will(mosquitto: Broker, tmp_path: Path,
-                                                     listener: Listener) -> None:
+def test_kill_9_leaves_offline_through_the_last_will(
+    mosquitto: Broker, tmp_path: Path, listener: Listener
+) -> None:
     """A bridge that dies without a word (kill -9) still ends `offline`: the broker sends
     the last will, so HA shows the entities unavailable."""
     layout = Layout.from_config(MqttConfig(), "dead0001")
     listener.subscribe(layout.availability)
     process = subprocess.Popen(
-        [sys.executable, "-c", LAST_WILL_SCRIPT, str(mosquitto.port),
-         str(tmp_path / "config.toml"), "dead0001"], cwd=REPO)
+        [
+            sys.executable,
+            "-c",
+            LAST_WILL_SCRIPT,
+            str(mosquitto.port),
+            str(tmp_path / "config.toml"),
+            "dead0001",
+        ],
+        cwd=REPO,
+    )
     try:
         listener.wait_for(layout.availability, "online")
         mark = listener.mark()
@@ -417,8 +461,9 @@ def test_kill_9_leaves_offline_through_the_last_will(mosquitto: Broker, tmp_path
     assert retained(mosquitto.port, layout.availability) == {layout.availability: b"offline"}
 
 
-def test_status_updates_never_wait_for_the_broker(mosquitto: Broker,
-                                                  make_rig: Callable[..., Rig]) -> None:
+def test_status_updates_never_wait_for_the_broker(
+    mosquitto: Broker, make_rig: Callable[..., Rig]
+) -> None:
     """With the broker gone, the analysis loop's status updates still return at once."""
     rig = make_rig().start()
     mosquitto.stop()
@@ -433,27 +478,42 @@ def test_status_updates_never_wait_for_the_broker(mosquitto: Broker,
 def password_broker(tmp_path: Path) -> Iterator[Broker]:
     """A mosquitto that wants user `ha` with password `secret`."""
     passwords = tmp_path / "passwords"
-    subprocess.run([shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd",
-                    "-c", "-b", str(passwords), "ha", "secret"], check=True, timeout=TIMEOUT)
+    subprocess.run(
+        [
+            shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd",
+            "-c",
+            "-b",
+            str(passwords),
+            "ha",
+            "secret",
+        ],
+        check=True,
+        timeout=TIMEOUT,
+    )
     port = free_port()
     config = tmp_path / "secure.conf"
-    config.write_text(f"user root\nlistener {port} 127.0.0.1\nallow_anonymous false\n"
-                      f"password_file {passwords}\npersistence false\n")
-    broker = Broker(port=port, config=config,
-                    binary=shutil.which("mosquitto") or "/usr/sbin/mosquitto")
+    config.write_text(
+        f"user root\nlistener {port} 127.0.0.1\nallow_anonymous false\n"
+        f"password_file {passwords}\npersistence false\n"
+    )
+    broker = Broker(
+        port=port, config=config, binary=shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    )
     broker.start()
     yield broker
     broker.stop()
 
 
-def test_a_refused_connection_is_never_reported_connected(tmp_path: Path,
-                                                          password_broker: Broker) -> None:
+def test_a_refused_connection_is_never_reported_connected(
+    tmp_path: Path, password_broker: Broker
+) -> None:
     """Wrong credentials: the CONNACK's reason code says no, and the status says why."""
     rig = Rig(tmp_path, password_broker.port, username="ha", password="wrong")
     rig.bridge.start()
     try:
-        wait_until(lambda: rig.status.get("mqtt_state") == "disconnected: Not authorized",
-                   "refused")
+        wait_until(
+            lambda: rig.status.get("mqtt_state") == "disconnected: Not authorized", "refused"
+        )
         time.sleep(0.5)
         assert rig.status.get("mqtt_state") != "connected"
     finally:
@@ -462,28 +522,37 @@ def test_a_refused_connection_is_never_reported_connected(tmp_path: Path,
 
 def test_connection_test_tells_what_went_wrong(password_broker: Broker) -> None:
     """The setup page's button: success, bad password, nothing listening, missing CA file."""
-    good = MqttConfig(enabled=True, host="127.0.0.1", port=password_broker.port,
-                      username="ha", password="secret")
+    good = MqttConfig(
+        enabled=True, host="127.0.0.1", port=password_broker.port, username="ha", password="secret"
+    )
     assert bridge_module.test_connection(good) == (
-        True, f"connected to 127.0.0.1:{password_broker.port}")
+        True,
+        f"connected to 127.0.0.1:{password_broker.port}",
+    )
     ok, message = bridge_module.test_connection(
-        MqttConfig(host="127.0.0.1", port=password_broker.port, username="ha",
-                   password="hunter2-wrong"))
+        MqttConfig(
+            host="127.0.0.1", port=password_broker.port, username="ha", password="hunter2-wrong"
+        )
+    )
     assert not ok and "Not authorized" in message and "hunter2" not in message
     ok, message = bridge_module.test_connection(
-        MqttConfig(host="127.0.0.1", port=free_port()), timeout=2)
+        MqttConfig(host="127.0.0.1", port=free_port()), timeout=2
+    )
     assert not ok and message.startswith("cannot reach 127.0.0.1:")
     ok, message = bridge_module.test_connection(
-        MqttConfig(host="127.0.0.1", tls=True, ca_file="/nonexistent/ca.pem"))
+        MqttConfig(host="127.0.0.1", tls=True, ca_file="/nonexistent/ca.pem")
+    )
     assert not ok and message.startswith("TLS setup failed")
 
 
 def test_check_reports_the_broker(mosquitto: Broker) -> None:
     assert bridge_module.check(Config()) == [("mqtt", True, "disabled")]
-    config = apply_changes(Config(), {"mqtt": {"enabled": True, "host": "127.0.0.1",
-                                               "port": mosquitto.port}})
+    config = apply_changes(
+        Config(), {"mqtt": {"enabled": True, "host": "127.0.0.1", "port": mosquitto.port}}
+    )
     assert bridge_module.check(config) == [
-        ("mqtt broker", True, f"connected to 127.0.0.1:{mosquitto.port}")]
+        ("mqtt broker", True, f"connected to 127.0.0.1:{mosquitto.port}")
+    ]
 
 
 @dataclass(frozen=True)
@@ -498,47 +567,97 @@ class TlsBroker:
 
 
 def _openssl(*args: str | Path) -> None:
-    subprocess.run([shutil.which("openssl") or "/usr/bin/openssl", *map(str, args)],
-                   check=True, capture_output=True, timeout=TIMEOUT)
+    subprocess.run(
+        [shutil.which("openssl") or "/usr/bin/openssl", *map(str, args)],
+        check=True,
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
 
 
 @pytest.fixture
 def tls_broker(tmp_path: Path) -> Iterator[TlsBroker]:
-    ca_key, ca, key, request, cert = (tmp_path / name for name in (
-        "ca.key", "ca.crt", "broker.key", "broker.csr", "broker.crt"))
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca,
-             "-days", "2", "-subj", "/CN=Test household CA",
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", request,
-             "-subj", "/CN=127.0.0.1")
+    ca_key, ca, key, request, cert = (
+        tmp_path / name for name in ("ca.key", "ca.crt", "broker.key", "broker.csr", "broker.crt")
+    )
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        ca_key,
+        "-out",
+        ca,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Test household CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        request,
+        "-subj",
+        "/CN=127.0.0.1",
+    )
     extensions = tmp_path / "broker.ext"
     extensions.write_text("subjectAltName=IP:127.0.0.1\n")
-    _openssl("x509", "-req", "-in", request, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
-             "-out", cert, "-days", "2", "-extfile", extensions)
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        request,
+        "-CA",
+        ca,
+        "-CAkey",
+        ca_key,
+        "-CAcreateserial",
+        "-out",
+        cert,
+        "-days",
+        "2",
+        "-extfile",
+        extensions,
+    )
     tls_port, plain_port = free_port(), free_port()
     config = tmp_path / "tls.conf"
-    config.write_text(f"user root\nper_listener_settings false\nallow_anonymous true\n"
-                      f"persistence false\nlistener {plain_port} 127.0.0.1\n"
-                      f"listener {tls_port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\n"
-                      f"keyfile {key}\n")
-    broker = Broker(port=tls_port, config=config,
-                    binary=shutil.which("mosquitto") or "/usr/sbin/mosquitto")
+    config.write_text(
+        f"user root\nper_listener_settings false\nallow_anonymous true\n"
+        f"persistence false\nlistener {plain_port} 127.0.0.1\n"
+        f"listener {tls_port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\n"
+        f"keyfile {key}\n"
+    )
+    broker = Broker(
+        port=tls_port, config=config, binary=shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    )
     broker.start()
     yield TlsBroker(broker, tls_port, plain_port, ca)
     broker.stop()
 
 
 def test_the_bridge_talks_tls_to_a_broker_its_ca_file_vouches_for(
-        tmp_path: Path, tls_broker: TlsBroker) -> None:
+    tmp_path: Path, tls_broker: TlsBroker
+) -> None:
     settings = {"tls": True, "ca_file": str(tls_broker.ca)}
-    assert bridge_module.test_connection(MqttConfig(
-        host="127.0.0.1", port=tls_broker.tls_port, **settings)) == (
-        True, f"connected to 127.0.0.1:{tls_broker.tls_port} with TLS")
+    assert bridge_module.test_connection(
+        MqttConfig(host="127.0.0.1", port=tls_broker.tls_port, **settings)
+    ) == (True, f"connected to 127.0.0.1:{tls_broker.tls_port} with TLS")
     rig = Rig(tmp_path, tls_broker.tls_port, **settings).start()
     try:
         assert retained(tls_broker.plain_port, rig.layout.availability) == {
-            rig.layout.availability: b"online"}
+            rig.layout.availability: b"online"
+        }
     finally:
         rig.stop()
 
@@ -547,21 +666,33 @@ def test_the_bridge_talks_tls_to_a_broker_its_ca_file_vouches_for(
 # (Client._ssl_wrap_socket); what this test checks is that nothing connects and the status says why.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_an_untrusted_or_plain_connection_to_tls_is_refused_and_said_so(
-        tmp_path: Path, tls_broker: TlsBroker) -> None:
+    tmp_path: Path, tls_broker: TlsBroker
+) -> None:
     """The system CAs do not know the household's CA: no connection, and the reason."""
     where = f"127.0.0.1:{tls_broker.tls_port}"
     untrusted = MqttConfig(host="127.0.0.1", port=tls_broker.tls_port, tls=True)
-    assert bridge_module.test_connection(untrusted) == (False, (
-        f"{where}: TLS certificate verify failed: self-signed certificate in certificate chain"))
+    assert bridge_module.test_connection(untrusted) == (
+        False,
+        (f"{where}: TLS certificate verify failed: self-signed certificate in certificate chain"),
+    )
     assert bridge_module.test_connection(replace(untrusted, tls=False), timeout=1) == (
-        False, f"{where} did not answer within 1 s (a TLS port answers only with TLS on)")
+        False,
+        f"{where} did not answer within 1 s (a TLS port answers only with TLS on)",
+    )
 
     rig = Rig(tmp_path, tls_broker.tls_port, tls=True)
     rig.bridge.start()
     try:
-        wait_until(lambda: rig.status.get("mqtt_state") == (
-            f"disconnected: {where}: TLS certificate verify failed: "
-            "self-signed certificate in certificate chain"), "the reason in the status")
+        wait_until(
+            lambda: (
+                rig.status.get("mqtt_state")
+                == (
+                    f"disconnected: {where}: TLS certificate verify failed: "
+                    "self-signed certificate in certificate chain"
+                )
+            ),
+            "the reason in the status",
+        )
         assert retained(tls_broker.plain_port, rig.layout.availability) == {}
     finally:
         rig.stop()

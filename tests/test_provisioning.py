@@ -62,7 +62,10 @@ def _run(script: Path, root: Path, *args: str, ok: bool = True) -> Completed:
     _tool("systemctl")
     result = subprocess.run(
         ["bash", str(script), "--root", str(root), *args],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     if ok:
         assert result.returncode == 0, result.stdout + result.stderr
@@ -91,7 +94,10 @@ def test_scripts_are_shellcheck_clean() -> None:
     assert len(scripts) >= 4
     result = subprocess.run(
         [_tool("shellcheck"), "--external-sources", *scripts],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stdout
 
@@ -155,9 +161,12 @@ def test_upgrade_keeps_edited_settings_and_tokens(source: Path, tmp_path: Path) 
     """Re-running install.sh must not reset what the user set up on the page."""
     root = _root(tmp_path)
     install(source, root)
-    edited = (root / CONFIG).read_text().replace(
-        'listen = "0.0.0.0:8080"', 'listen = "0.0.0.0:9090"'
-    ).replace('password = ""', 'password = "hunter2"')
+    edited = (
+        (root / CONFIG)
+        .read_text()
+        .replace('listen = "0.0.0.0:8080"', 'listen = "0.0.0.0:9090"')
+        .replace('password = ""', 'password = "hunter2"')
+    )
     (root / CONFIG).write_text(edited)
     token = root / "var/lib/moodmelody/spotify-token.json"
     token.write_text('{"refresh_token": "x"}')

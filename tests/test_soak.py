@@ -25,8 +25,13 @@ pytestmark = pytest.mark.slow
 
 DAYS = 2
 FPS = 1.0
-MOOD = {"time_constant_s": 2.0, "threshold": 0.45, "dwell_s": 8.0,
-        "min_switch_interval_s": 120.0, "absent_after_s": 60.0}
+MOOD = {
+    "time_constant_s": 2.0,
+    "threshold": 0.45,
+    "dwell_s": 8.0,
+    "min_switch_interval_s": 120.0,
+    "absent_after_s": 60.0,
+}
 
 
 def household(rng: np.random.Generator, seconds: float):
@@ -65,13 +70,16 @@ class Counter(logging.Handler):
 
 def resident_mb() -> float:
     status = Path("/proc/self/status").read_text()
-    return int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]
-               ) / 1024
+    return (
+        int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1])
+        / 1024
+    )
 
 
 def test_days_of_moods_and_absences(tmp_path: Path) -> None:
-    config = apply_changes(Config(), {"mood": MOOD, "web": {"enabled": False},
-                                      "paths": {"state_dir": str(tmp_path)}})
+    config = apply_changes(
+        Config(), {"mood": MOOD, "web": {"enabled": False}, "paths": {"state_dir": str(tmp_path)}}
+    )
     daemon = Daemon(Controller(config, tmp_path / "config.toml", StatusBoard()))
     assert daemon.load_models()
     counter = Counter()
@@ -95,8 +103,11 @@ def test_days_of_moods_and_absences(tmp_path: Path) -> None:
             clock[0] = now
             daemon.follow(now, probs, 0 if probs is None else 1)
             if baseline is None and now >= 3600:  # after a warm-up hour
-                baseline = (resident_mb(), threading.active_count(),
-                            len(os.listdir("/proc/self/fd")))
+                baseline = (
+                    resident_mb(),
+                    threading.active_count(),
+                    len(os.listdir("/proc/self/fd")),
+                )
         after = (resident_mb(), threading.active_count(), len(os.listdir("/proc/self/fd")))
     finally:
         daemon.worker.stop()
@@ -104,12 +115,14 @@ def test_days_of_moods_and_absences(tmp_path: Path) -> None:
     wall = time.monotonic() - started
     gaps = [b - a for a, b in itertools.pairwise(changes)]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\n{DAYS} simulated days ({seconds * FPS:.0f} frames) in {wall:.1f} s: "
-          f"{len(changes)} mood changes, closest {min(gaps):.0f} s apart, "
-          f"{counter.plays} play and {counter.pauses} pause calls; "
-          f"RSS {baseline[0]:.1f} → {after[0]:.1f} MB (peak {peak:.0f} MB), "
-          f"threads {baseline[1]} → "
-          f"{after[1]}, fds {baseline[2]} → {after[2]}")
+    print(
+        f"\n{DAYS} simulated days ({seconds * FPS:.0f} frames) in {wall:.1f} s: "
+        f"{len(changes)} mood changes, closest {min(gaps):.0f} s apart, "
+        f"{counter.plays} play and {counter.pauses} pause calls; "
+        f"RSS {baseline[0]:.1f} → {after[0]:.1f} MB (peak {peak:.0f} MB), "
+        f"threads {baseline[1]} → "
+        f"{after[1]}, fds {baseline[2]} → {after[2]}"
+    )
     assert len(changes) >= 20  # the household did change moods
     assert min(gaps) >= MOOD["min_switch_interval_s"]
     assert len(changes) <= seconds / MOOD["min_switch_interval_s"]

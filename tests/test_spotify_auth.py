@@ -54,7 +54,8 @@ def _saved(tmp_path: Path) -> dict[str, object]:
 
 
 def test_authorization_address_uses_pkce_s256_and_the_least_scopes(
-        fake_spotify: FakeSpotify, tmp_path: Path) -> None:
+    fake_spotify: FakeSpotify, tmp_path: Path
+) -> None:
     """The address carries an S256 challenge of the kept verifier, a state, and only the
     three playback scopes; the pending login file is 0600."""
     url = _auth(fake_spotify, tmp_path).begin_login(LOOPBACK_REDIRECT)
@@ -63,13 +64,17 @@ def test_authorization_address_uses_pkce_s256_and_the_least_scopes(
     assert query["code_challenge_method"] == "S256" and query["response_type"] == "code"
     pending = json.loads((tmp_path / LOGIN_FILE).read_text())
     assert pkce_challenge(pending[query["state"]]["verifier"]) == query["code_challenge"]
-    assert set(query["scope"].split()) == {"user-read-playback-state",
-                                           "user-modify-playback-state", "user-read-private"}
+    assert set(query["scope"].split()) == {
+        "user-read-playback-state",
+        "user-modify-playback-state",
+        "user-read-private",
+    }
     assert stat.S_IMODE((tmp_path / LOGIN_FILE).stat().st_mode) == 0o600
 
 
 def test_paste_login_saves_tokens_0600_and_records_consent(
-        fake_spotify: FakeSpotify, tmp_path: Path) -> None:
+    fake_spotify: FakeSpotify, tmp_path: Path
+) -> None:
     """finish_login on the pasted address stores tokens (0600), the account and the
     consent date; the refresh deadline is consent + 182 days."""
     auth = _auth(fake_spotify, tmp_path)
@@ -91,13 +96,17 @@ def test_login_accepts_a_bare_query_string(fake_spotify: FakeSpotify, tmp_path: 
     assert auth.finish_login("  ?" + urlsplit(address).query + "\n").user_id == "ann"
 
 
-@pytest.mark.parametrize("mangle, message", [
-    (lambda a: re.sub(r"state=[^&]+", "state=forged", a), "not started here"),
-    (lambda a: a.split("?")[0], "no login code"),
-    (lambda a: a + "&error=server_error", "did not link"),
-])
+@pytest.mark.parametrize(
+    "mangle, message",
+    [
+        (lambda a: re.sub(r"state=[^&]+", "state=forged", a), "not started here"),
+        (lambda a: a.split("?")[0], "no login code"),
+        (lambda a: a + "&error=server_error", "did not link"),
+    ],
+)
 def test_bad_callbacks_are_refused_with_a_clear_message(
-        fake_spotify: FakeSpotify, tmp_path: Path, mangle: object, message: str) -> None:
+    fake_spotify: FakeSpotify, tmp_path: Path, mangle: object, message: str
+) -> None:
     """A forged state, a missing code or an error answer raise LoginError; nothing saved."""
     auth = _auth(fake_spotify, tmp_path)
     address = fake_spotify.consent(auth.begin_login(LOOPBACK_REDIRECT))
@@ -125,7 +134,8 @@ def test_a_login_is_single_use_and_expires(fake_spotify: FakeSpotify, tmp_path: 
 
 
 def test_expired_access_token_is_refreshed_and_the_new_refresh_token_saved_first(
-        fake_spotify: FakeSpotify, tmp_path: Path) -> None:
+    fake_spotify: FakeSpotify, tmp_path: Path
+) -> None:
     """Past expiry, access_token() refreshes; by the time it returns, the rotated refresh
     token is on disk (the old one is already dead at Spotify)."""
     clock = Clock()
@@ -144,7 +154,8 @@ def test_expired_access_token_is_refreshed_and_the_new_refresh_token_saved_first
 
 
 def test_a_401_refreshes_once_even_with_two_callers(
-        fake_spotify: FakeSpotify, tmp_path: Path) -> None:
+    fake_spotify: FakeSpotify, tmp_path: Path
+) -> None:
     """Two instances (daemon and setup page) both told 401 refresh only once between them;
     with single-use refresh tokens a second refresh would break the link."""
     auth_a, auth_b = _auth(fake_spotify, tmp_path), _auth(fake_spotify, tmp_path)
@@ -152,8 +163,11 @@ def test_a_401_refreshes_once_even_with_two_callers(
     rejected = auth_a.access_token()
     fake_spotify.expire_access_tokens()
     results: list[str] = []
-    threads = [threading.Thread(target=lambda a=a: results.append(a.refresh_rejected(rejected)))
-               for a in (auth_a, auth_b) for _ in range(3)]
+    threads = [
+        threading.Thread(target=lambda a=a: results.append(a.refresh_rejected(rejected)))
+        for a in (auth_a, auth_b)
+        for _ in range(3)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -164,7 +178,8 @@ def test_a_401_refreshes_once_even_with_two_callers(
 
 
 def test_revoked_refresh_token_asks_for_a_new_login(
-        fake_spotify: FakeSpotify, tmp_path: Path) -> None:
+    fake_spotify: FakeSpotify, tmp_path: Path
+) -> None:
     """invalid_grant marks the link broken: LinkError "log in again", and no more calls."""
     clock = Clock()
     auth = _auth(fake_spotify, tmp_path, clock)
@@ -183,7 +198,8 @@ def test_revoked_refresh_token_asks_for_a_new_login(
 
 
 def test_six_months_after_consent_the_login_has_expired(
-        fake_spotify: FakeSpotify, tmp_path: Path) -> None:
+    fake_spotify: FakeSpotify, tmp_path: Path
+) -> None:
     """After consent + 182 days access_token() asks for a new login without calling out."""
     clock = Clock()
     auth = _auth(fake_spotify, tmp_path, clock)
@@ -209,9 +225,12 @@ def test_accounts_service_down_is_temporary(fake_spotify: FakeSpotify, tmp_path:
     assert auth.access_token() and not auth.account().broken  # type: ignore[union-attr]
 
 
-def test_no_secret_reaches_the_logs(fake_spotify: FakeSpotify, tmp_path: Path,
-                                    caplog: pytest.LogCaptureFixture,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_secret_reaches_the_logs(
+    fake_spotify: FakeSpotify,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """At DEBUG level, a login, a refresh and an API call through spotipy log no token,
     code or verifier (spotipy logs its request headers: they are redacted)."""
     from device.spotify import SpotifyService
@@ -223,21 +242,23 @@ def test_no_secret_reaches_the_logs(fake_spotify: FakeSpotify, tmp_path: Path,
     verifier = next(iter(json.loads((tmp_path / LOGIN_FILE).read_text()).values()))["verifier"]
     address = fake_spotify.consent(url)
     auth.finish_login(address)
-    secrets_seen = [verifier, parse_qs(urlsplit(address).query)["code"][0],
-                    str(_saved(tmp_path)["refresh_token"]), str(_saved(tmp_path)["access_token"])]
+    secrets_seen = [
+        verifier,
+        parse_qs(urlsplit(address).query)["code"][0],
+        str(_saved(tmp_path)["refresh_token"]),
+        str(_saved(tmp_path)["access_token"]),
+    ]
     fake_spotify.expire_access_tokens()
     fake_spotify.add_device("Kitchen")
     assert SpotifyService(config_for(fake_spotify, tmp_path), tmp_path).devices()
-    secrets_seen += [str(_saved(tmp_path)["refresh_token"]),
-                     str(_saved(tmp_path)["access_token"])]
+    secrets_seen += [str(_saved(tmp_path)["refresh_token"]), str(_saved(tmp_path)["access_token"])]
     out = capsys.readouterr()
     assert "Bearer <redacted>" in caplog.text  # spotipy's debug line was there
     for secret in secrets_seen:
         assert secret not in caplog.text and secret not in out.out + out.err
 
 
-def test_login_command_reads_the_pasted_address(fake_spotify: FakeSpotify,
-                                                tmp_path: Path) -> None:
+def test_login_command_reads_the_pasted_address(fake_spotify: FakeSpotify, tmp_path: Path) -> None:
     """`moodmelody login` prints the address, reads the redirected one, links, exits 0;
     rubbish pasted gives exit 1 and says why."""
 
@@ -263,7 +284,8 @@ def test_login_command_reads_the_pasted_address(fake_spotify: FakeSpotify,
 
 
 def test_https_callback_finishes_the_login_and_returns_to_the_setup_page(
-        fake_spotify: FakeSpotify, tmp_path: Path) -> None:
+    fake_spotify: FakeSpotify, tmp_path: Path
+) -> None:
     """Spotify redirects the browser to https://<device>:PORT/callback: the device's own
     HTTPS server (self-signed, key 0600) finishes the login and 303s to the setup page;
     a forged callback gets a 400 page saying why."""
@@ -287,8 +309,7 @@ def test_https_callback_finishes_the_login_and_returns_to_the_setup_page(
 
 
 @pytest.mark.slow
-def test_a_real_browser_follows_the_https_login(fake_spotify: FakeSpotify,
-                                                tmp_path: Path) -> None:
+def test_a_real_browser_follows_the_https_login(fake_spotify: FakeSpotify, tmp_path: Path) -> None:
     """Headless Chromium opens the authorization address, is redirected to the device's
     HTTPS callback (self-signed: accepted like a user clicking through) and lands on the
     setup page, with the account linked."""
@@ -303,8 +324,13 @@ def test_a_real_browser_follows_the_https_login(fake_spotify: FakeSpotify,
     server = start_callback_server(auth, f"127.0.0.1:{port}", setup_url)
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                 "--ignore-certificate-errors", "--disable-gpu"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--ignore-certificate-errors",
+        "--disable-gpu",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
     try:

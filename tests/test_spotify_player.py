@@ -51,11 +51,17 @@ def _config(fake: FakeSpotify, tmp_path: Path, **player: Any) -> Config:
     return config
 
 
-def _player(config: Config, status: StatusBoard | None = None,
-            now: datetime = NOON) -> SpotifyPlayer:
-    return SpotifyPlayer(config, status or StatusBoard(), config.state_dir(),
-                         now=lambda: now, backoff=Backoff(base=0.05, cap=0.4),
-                         rng=random.Random(1))
+def _player(
+    config: Config, status: StatusBoard | None = None, now: datetime = NOON
+) -> SpotifyPlayer:
+    return SpotifyPlayer(
+        config,
+        status or StatusBoard(),
+        config.state_dir(),
+        now=lambda: now,
+        backoff=Backoff(base=0.05, cap=0.4),
+        rng=random.Random(1),
+    )
 
 
 def _plays(fake: FakeSpotify) -> list[Any]:
@@ -63,7 +69,8 @@ def _plays(fake: FakeSpotify) -> list[Any]:
 
 
 def test_a_mood_starts_its_playlist_shuffled_on_the_speaker(
-        fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path) -> None:
+    fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path
+) -> None:
     """Play goes to the named speaker's id with the mood's context, at a random offset,
     then shuffle on; the status says what plays where; the token file is 0600."""
     uri = fake_spotify.add_playlist("Happy Hour")
@@ -74,15 +81,19 @@ def test_a_mood_starts_its_playlist_shuffled_on_the_speaker(
     assert 0 <= play.body["offset"]["position"] < 20
     assert fake_spotify.calls("PUT", "/v1/me/player/shuffle")[-1].query["state"] == "true"
     assert fake_spotify.playback.is_playing and fake_spotify.playback.device_id == speaker.id
-    assert status.get("now_playing") == {"context_uri": uri, "name": "Happy Hour",
-                                         "device": "Kitchen"}
+    assert status.get("now_playing") == {
+        "context_uri": uri,
+        "name": "Happy Hour",
+        "device": "Kitchen",
+    }
     assert status.get("player_state") == "playing"
     assert status.get("spotify_state") == "linked as Ann"
     assert stat.S_IMODE((tmp_path / TOKEN_FILE).stat().st_mode) == 0o600
 
 
 def test_without_shuffle_the_playlist_starts_from_its_start(
-        fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path) -> None:
+    fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path
+) -> None:
     """shuffle = false: no offset, shuffle turned off."""
     uri = fake_spotify.add_playlist("Calm")
     _player(_config(fake_spotify, tmp_path, shuffle=False)).apply(Intent(True, "sad", uri))
@@ -91,7 +102,8 @@ def test_without_shuffle_the_playlist_starts_from_its_start(
 
 
 def test_absence_pauses_and_return_resumes_without_restarting(
-        fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path) -> None:
+    fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path
+) -> None:
     """Intent(play=False) pauses our music; the same mood again resumes (a play without a
     context), it does not start the playlist over."""
     uri = fake_spotify.add_playlist("Calm")
@@ -105,7 +117,8 @@ def test_absence_pauses_and_return_resumes_without_restarting(
 
 
 def test_someone_elses_music_is_not_interrupted(
-        fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path) -> None:
+    fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path
+) -> None:
     """When the account plays a context we did not start, neither a mood change nor
     absence touches it (a PlayerError says why and to look again later)."""
     mine, theirs = fake_spotify.add_playlist("Mine"), fake_spotify.add_playlist("Theirs")
@@ -120,8 +133,9 @@ def test_someone_elses_music_is_not_interrupted(
     assert len(_plays(fake_spotify)) == 1
 
 
-def test_take_over_switches_anyway(fake_spotify: FakeSpotify, speaker: Device,
-                                   tmp_path: Path) -> None:
+def test_take_over_switches_anyway(
+    fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path
+) -> None:
     """player.take_over = true replaces what someone else started."""
     mine, theirs = fake_spotify.add_playlist("Mine"), fake_spotify.add_playlist("Theirs")
     fake_spotify.someone_else_plays(theirs, speaker.id)
@@ -130,7 +144,8 @@ def test_take_over_switches_anyway(fake_spotify: FakeSpotify, speaker: Device,
 
 
 def test_our_music_on_another_device_is_moved_to_the_speaker(
-        fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path) -> None:
+    fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path
+) -> None:
     """If our context plays elsewhere, playback is transferred, not restarted."""
     phone = fake_spotify.add_device("Phone", type="Smartphone")
     uri = fake_spotify.add_playlist("Calm")
@@ -144,7 +159,8 @@ def test_our_music_on_another_device_is_moved_to_the_speaker(
 
 
 def test_the_speaker_is_found_by_name_when_its_id_changed(
-        fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path) -> None:
+    fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path
+) -> None:
     """The last id is kept in the state file; when it is gone the name wins and the new id
     is saved."""
     uri = fake_spotify.add_playlist("Calm")
@@ -159,7 +175,8 @@ def test_the_speaker_is_found_by_name_when_its_id_changed(
 
 
 def test_quiet_hours_hold_playback_until_they_end(
-        fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path) -> None:
+    fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path
+) -> None:
     """At 23:30 with quiet hours 22:00-07:00 nothing plays; retry at 07:00 (7.5 h)."""
     config = _config(fake_spotify, tmp_path, quiet_hours="22:00-07:00")
     player = _player(config, now=datetime(2026, 11, 22, 23, 30))
@@ -169,42 +186,59 @@ def test_quiet_hours_hold_playback_until_they_end(
     assert _plays(fake_spotify) == []
 
 
-@pytest.mark.parametrize("spec, clock, left_min", [
-    ("22:00-07:00", "23:00", 480), ("22:00-07:00", "06:59", 1), ("22:00-07:00", "07:00", 0),
-    ("22:00-07:00", "12:00", 0), ("13:00-14:00", "13:30", 30), ("", "03:00", 0),
-])
+@pytest.mark.parametrize(
+    "spec, clock, left_min",
+    [
+        ("22:00-07:00", "23:00", 480),
+        ("22:00-07:00", "06:59", 1),
+        ("22:00-07:00", "07:00", 0),
+        ("22:00-07:00", "12:00", 0),
+        ("13:00-14:00", "13:30", 30),
+        ("", "03:00", 0),
+    ],
+)
 def test_quiet_hours_rule(spec: str, clock: str, left_min: int) -> None:
     """Ranges may span midnight; the end minute is outside."""
     assert quiet_hours_left(spec, dtime.fromisoformat(clock)) == left_min * 60
 
 
-@pytest.mark.parametrize("clock, volume", [
-    ("06:00", 25), ("07:00", 40), ("18:59", 40), ("19:00", 25), ("23:59", 25)])
+@pytest.mark.parametrize(
+    "clock, volume", [("06:00", 25), ("07:00", 40), ("18:59", 40), ("19:00", 25), ("23:59", 25)]
+)
 def test_volume_schedule_rule(clock: str, volume: int) -> None:
     """The latest entry at or before now wins; before the first, yesterday's last."""
     assert scheduled_volume("19:00=25, 07:00=40", dtime.fromisoformat(clock)) == volume
     assert scheduled_volume("", dtime.fromisoformat(clock)) is None
 
 
-def test_the_scheduled_volume_is_set_on_play(fake_spotify: FakeSpotify, speaker: Device,
-                                             tmp_path: Path) -> None:
+def test_the_scheduled_volume_is_set_on_play(
+    fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path
+) -> None:
     """At noon with 07:00=40 the speaker is set to 40 %; a speaker refusing volume
     control (403 VOLUME_CONTROL_DISALLOW) still plays."""
     uri = fake_spotify.add_playlist("Up")
     _player(_config(fake_spotify, tmp_path, volume_schedule="07:00=40")).apply(
-        Intent(True, "happy", uri))
+        Intent(True, "happy", uri)
+    )
     assert speaker.volume_percent == 40
-    fake_spotify.fail_next("PUT", "/v1/me/player/volume", 403,
-                           reason="VOLUME_CONTROL_DISALLOW", message="Cannot control volume")
+    fake_spotify.fail_next(
+        "PUT",
+        "/v1/me/player/volume",
+        403,
+        reason="VOLUME_CONTROL_DISALLOW",
+        message="Cannot control volume",
+    )
     speaker.volume_percent = 10
     _player(_config(fake_spotify, tmp_path, volume_schedule="07:00=40")).apply(
-        Intent(True, "sad", fake_spotify.add_playlist("Down")))
+        Intent(True, "sad", fake_spotify.add_playlist("Down"))
+    )
     assert fake_spotify.playback.is_playing and speaker.volume_percent == 10
 
 
 # --- failures -------------------------------------------------------------------------------
 def test_an_expired_token_is_refreshed_and_the_call_retried_once(
-        fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path) -> None:
+    fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path
+) -> None:
     """A 401 leads to one refresh (POST /api/token) and the same call again, which works."""
     player = _player(_config(fake_spotify, tmp_path))
     fake_spotify.expire_access_tokens()
@@ -214,7 +248,8 @@ def test_an_expired_token_is_refreshed_and_the_call_retried_once(
 
 
 def test_a_second_401_is_reported_and_retried_later(
-        fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path) -> None:
+    fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path
+) -> None:
     """If the refreshed token is refused too, the call is not looped: PlayerError with a
     backoff, after exactly one refresh."""
     player = _player(_config(fake_spotify, tmp_path))
@@ -225,8 +260,9 @@ def test_a_second_401_is_reported_and_retried_later(
     assert len(fake_spotify.calls("GET", "/v1/me/player/devices")) == 2
 
 
-def test_rate_limit_honours_retry_after(fake_spotify: FakeSpotify, speaker: Device,
-                                        tmp_path: Path) -> None:
+def test_rate_limit_honours_retry_after(
+    fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path
+) -> None:
     """429 with Retry-After: 7 → retry in 7 s, status "rate limited", no hidden sleep."""
     status = StatusBoard()
     player = _player(_config(fake_spotify, tmp_path), status)
@@ -238,8 +274,9 @@ def test_rate_limit_honours_retry_after(fake_spotify: FakeSpotify, speaker: Devi
     assert status.get("spotify_state") == "rate limited"
 
 
-def test_quota_exceeded_backs_off_for_long(fake_spotify: FakeSpotify, speaker: Device,
-                                           tmp_path: Path) -> None:
+def test_quota_exceeded_backs_off_for_long(
+    fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path
+) -> None:
     """429 QUOTA_EXCEEDED (the per-developer quota) waits an hour and says so."""
     status = StatusBoard()
     player = _player(_config(fake_spotify, tmp_path), status)
@@ -250,8 +287,9 @@ def test_quota_exceeded_backs_off_for_long(fake_spotify: FakeSpotify, speaker: D
     assert status.get("spotify_state") == "quota exceeded"
 
 
-def test_premium_required_stops_retrying(fake_spotify: FakeSpotify, speaker: Device,
-                                         tmp_path: Path) -> None:
+def test_premium_required_stops_retrying(
+    fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path
+) -> None:
     """A free account: 403 PREMIUM_REQUIRED → clear message, retry_after None, and the
     worker does not call again until a new intent."""
     fake_spotify.user["product"] = "free"
@@ -270,7 +308,8 @@ def test_premium_required_stops_retrying(fake_spotify: FakeSpotify, speaker: Dev
 
 
 def test_missing_speaker_is_waited_for_and_played_on_when_it_appears(
-        fake_spotify: FakeSpotify, tmp_path: Path) -> None:
+    fake_spotify: FakeSpotify, tmp_path: Path
+) -> None:
     """The speaker asleep: status "speaker unavailable", retries with backoff; when it
     wakes up the worker plays there without a new intent."""
     uri = fake_spotify.add_playlist("Up")
@@ -279,11 +318,13 @@ def test_missing_speaker_is_waited_for_and_played_on_when_it_appears(
     worker.start()
     try:
         worker.want(Intent(True, "happy", uri))
-        wait_until(lambda: "speaker unavailable" in status.get("player_detail"),
-                   what="speaker unavailable")
+        wait_until(
+            lambda: "speaker unavailable" in status.get("player_detail"), what="speaker unavailable"
+        )
         assert status.get("player_state") == "waiting"
-        wait_until(lambda: len(fake_spotify.calls("GET", "/v1/me/player/devices")) >= 3,
-                   what="retries")
+        wait_until(
+            lambda: len(fake_spotify.calls("GET", "/v1/me/player/devices")) >= 3, what="retries"
+        )
         speaker = fake_spotify.add_device("Kitchen")
         wait_until(lambda: fake_spotify.playback.is_playing, what="playback")
         assert fake_spotify.playback.device_id == speaker.id
@@ -293,7 +334,8 @@ def test_missing_speaker_is_waited_for_and_played_on_when_it_appears(
 
 
 def test_no_active_device_answer_means_waiting_for_the_speaker(
-        fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path) -> None:
+    fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path
+) -> None:
     """404 NO_ACTIVE_DEVICE on play → "speaker unavailable" with a backoff retry."""
     player = _player(_config(fake_spotify, tmp_path))
     fake_spotify.fail_next("PUT", "/v1/me/player/play", 404, reason="NO_ACTIVE_DEVICE")
@@ -303,7 +345,8 @@ def test_no_active_device_answer_means_waiting_for_the_speaker(
 
 
 def test_server_errors_back_off_exponentially_capped_then_recover(
-        fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path) -> None:
+    fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path
+) -> None:
     """A burst of 503s: each retry waits longer (jittered, within [d/2, d], d capped),
     and a success resets the backoff."""
     player = _player(_config(fake_spotify, tmp_path))
@@ -324,7 +367,8 @@ def test_server_errors_back_off_exponentially_capped_then_recover(
 
 
 def test_network_down_is_reported_and_survived(
-        fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path) -> None:
+    fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path
+) -> None:
     """Connection refused → "Spotify unreachable" with a retry; back up, it plays."""
     status = StatusBoard()
     player = _player(_config(fake_spotify, tmp_path), status)
@@ -339,7 +383,8 @@ def test_network_down_is_reported_and_survived(
 
 
 def test_revoked_login_says_log_in_again_and_nothing_crashes(
-        fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path) -> None:
+    fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path
+) -> None:
     """invalid_grant on refresh: spotify_state "log in again", player "error", the worker
     keeps running and takes the next intent."""
     status = StatusBoard()
@@ -352,14 +397,20 @@ def test_revoked_login_says_log_in_again_and_nothing_crashes(
         wait_until(lambda: status.get("spotify_state") == "log in again", what="log in again")
         assert status.get("player_state") == "error"
         worker.want(Intent(False, reason="nobody there"))
-        wait_until(lambda: "log in again" in status.get("player_detail")
-                   and len(fake_spotify.calls("POST", "/api/token")) == 2, what="second try")
+        wait_until(
+            lambda: (
+                "log in again" in status.get("player_detail")
+                and len(fake_spotify.calls("POST", "/api/token")) == 2
+            ),
+            what="second try",
+        )
     finally:
         worker.stop()
 
 
 def test_a_burst_of_moods_while_spotify_is_slow_ends_with_the_last(
-        fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path) -> None:
+    fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path
+) -> None:
     """Four moods in quick succession while each call takes 0.3 s: the middle ones are
     never played, the last one is what plays at the end."""
     uris = [fake_spotify.add_playlist(name) for name in ("A", "B", "C", "D")]
@@ -380,7 +431,8 @@ def test_a_burst_of_moods_while_spotify_is_slow_ends_with_the_last(
 
 
 def test_next_and_pause_buttons_act_only_on_the_speaker(
-        fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path) -> None:
+    fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path
+) -> None:
     """next_track skips on the speaker; pause pauses it; with nothing there, no call."""
     player = _player(_config(fake_spotify, tmp_path))
     player.next_track()
@@ -393,7 +445,8 @@ def test_next_and_pause_buttons_act_only_on_the_speaker(
 
 
 def test_play_button_resumes_on_the_speaker_without_restarting(
-        fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path) -> None:
+    fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path
+) -> None:
     """After Pause, Play continues the playlist where it was (no context in the call)."""
     player = _player(_config(fake_spotify, tmp_path))
     playlist = fake_spotify.add_playlist("Up")
@@ -409,24 +462,33 @@ def test_play_button_resumes_on_the_speaker_without_restarting(
 
 
 # --- the setup page's helpers and check ---------------------------------------------------------
-@pytest.mark.parametrize("text", [
-    "https://open.spotify.com/playlist/37i9dQZF1DXcBWIGoYBM5M?si=abc123",
-    "open.spotify.com/intl-de/playlist/37i9dQZF1DXcBWIGoYBM5M",
-    " spotify:playlist:37i9dQZF1DXcBWIGoYBM5M "])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "https://open.spotify.com/playlist/37i9dQZF1DXcBWIGoYBM5M?si=abc123",
+        "open.spotify.com/intl-de/playlist/37i9dQZF1DXcBWIGoYBM5M",
+        " spotify:playlist:37i9dQZF1DXcBWIGoYBM5M ",
+    ],
+)
 def test_links_and_uris_are_parsed(text: str) -> None:
     """Shared links (with ?si= and intl-xx) and URIs give the context URI."""
     assert parse_spotify_link(text) == "spotify:playlist:37i9dQZF1DXcBWIGoYBM5M"
 
 
-@pytest.mark.parametrize("text", ["https://example.com/playlist/37i9dQZF1DXcBWIGoYBM5M",
-                                  "spotify:track:37i9dQZF1DXcBWIGoYBM5M", "hello"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "https://example.com/playlist/37i9dQZF1DXcBWIGoYBM5M",
+        "spotify:track:37i9dQZF1DXcBWIGoYBM5M",
+        "hello",
+    ],
+)
 def test_other_text_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="paste a link"):
         parse_spotify_link(text)
 
 
-def test_setup_page_helpers(fake_spotify: FakeSpotify, speaker: Device,
-                            tmp_path: Path) -> None:
+def test_setup_page_helpers(fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path) -> None:
     """Devices, playlist search (name, uri, image, owner), context info and a test play
     that plays then pauses."""
     uri = fake_spotify.add_playlist("Happy Hour")
@@ -435,8 +497,14 @@ def test_setup_page_helpers(fake_spotify: FakeSpotify, speaker: Device,
     service = SpotifyService(config, tmp_path, sleep=slept.append)
     assert [d["name"] for d in service.devices()] == ["Kitchen"]
     found = service.search_playlists("happy", limit=8)
-    assert found == [{"name": "Happy Hour", "uri": uri, "owner": "Ann",
-                      "image": f"https://i.scdn.co/image/{uri.rsplit(':', 1)[1]}"}]
+    assert found == [
+        {
+            "name": "Happy Hour",
+            "uri": uri,
+            "owner": "Ann",
+            "image": f"https://i.scdn.co/image/{uri.rsplit(':', 1)[1]}",
+        }
+    ]
     assert fake_spotify.calls("GET", "/v1/search")[-1].query["limit"] == "8"
     assert service.context_info(uri)["name"] == "Happy Hour"
     with pytest.raises(SpotifyServiceError, match="does not show this playlist"):
@@ -449,14 +517,19 @@ def test_setup_page_helpers(fake_spotify: FakeSpotify, speaker: Device,
 
 
 def test_check_reports_link_deadline_premium_and_speaker(
-        fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path) -> None:
+    fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path
+) -> None:
     """All fine: four ok lines. 20 days before the deadline: a warning line. A sleeping
     speaker and a free account are each reported."""
     config = _config(fake_spotify, tmp_path)
     lines = {name: (ok, msg) for name, ok, msg in check(config, tmp_path)}
     assert all(ok for ok, _ in lines.values()), lines
-    assert set(lines) == {"spotify link", "spotify login deadline", "spotify premium",
-                          "spotify speaker"}
+    assert set(lines) == {
+        "spotify link",
+        "spotify login deadline",
+        "spotify premium",
+        "spotify speaker",
+    }
     late = time.time() + 162 * 86400
     lines = {name: (ok, msg) for name, ok, msg in check(config, tmp_path, clock=lambda: late)}
     assert lines["spotify login deadline"][0] is False
@@ -470,22 +543,29 @@ def test_check_reports_link_deadline_premium_and_speaker(
     assert lines["spotify premium"][0] is False
 
 
-@pytest.mark.parametrize("days_after_consent, label", [
-    (0, "linked as Ann"), (151, "linked as Ann"),
-    (153, "linked as Ann; log in again within 29 days"), (182, "log in again")])
-def test_the_status_warns_weeks_before_the_login_deadline(days_after_consent: int,
-                                                          label: str) -> None:
+@pytest.mark.parametrize(
+    "days_after_consent, label",
+    [
+        (0, "linked as Ann"),
+        (151, "linked as Ann"),
+        (153, "linked as Ann; log in again within 29 days"),
+        (182, "log in again"),
+    ],
+)
+def test_the_status_warns_weeks_before_the_login_deadline(
+    days_after_consent: int, label: str
+) -> None:
     """spotify_state (shown on the page and sent over MQTT) warns within 30 days of the
     six-month deadline and asks for a new login after it."""
     account = Account("ann", "Ann", "premium", consent_at=0.0)
     assert link_label(account, days_after_consent * 86400.0) == label
     assert link_label(None, 0.0) == "not linked"
-    assert link_label(Account("ann", "Ann", "premium", 0.0, broken="revoked"), 0.0) == \
-        "log in again"
+    assert (
+        link_label(Account("ann", "Ann", "premium", 0.0, broken="revoked"), 0.0) == "log in again"
+    )
 
 
-def test_check_without_a_chosen_speaker_says_so(fake_spotify: FakeSpotify,
-                                               tmp_path: Path) -> None:
+def test_check_without_a_chosen_speaker_says_so(fake_spotify: FakeSpotify, tmp_path: Path) -> None:
     """Linked, but no speaker set: the speaker line asks to pick one."""
     config = config_for(fake_spotify, tmp_path)
     link(fake_spotify, config)

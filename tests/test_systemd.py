@@ -59,7 +59,10 @@ def test_every_unit_passes_verify(staged_units: Path) -> None:
     assert len(units) == 3
     result = subprocess.run(
         [analyze(), "verify", "--man=no", *units],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     problems = [line for line in result.stderr.splitlines() if not BENIGN.search(line)]
     assert problems == [], result.stderr
@@ -71,7 +74,10 @@ def test_verify_catches_a_broken_unit(staged_units: Path) -> None:
     unit.write_text(unit.read_text().replace("Type=notify", "Type=notifyy"))
     result = subprocess.run(
         [analyze(), "verify", "--man=no", str(unit)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert "notifyy" in result.stderr
 
@@ -81,7 +87,10 @@ def test_security_exposure_stays_low(unit: str) -> None:
     """Dropping a hardening line raises the exposure score above the recorded one."""
     result = subprocess.run(
         [analyze(), "security", "--offline=yes", "--no-pager", str(UNITS / unit)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     found = re.search(rf"Overall exposure level for {re.escape(unit)}: (\d+\.\d)", result.stdout)
     assert found, result.stdout + result.stderr

@@ -108,7 +108,8 @@ def test_idle_clients_are_forgotten() -> None:
 
 
 def test_the_reset_password_command_prints_the_new_setup_code(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     state = tmp_path / "state"
     config = tmp_path / "config.toml"
     save_config(apply_changes(Config(), {"paths": {"state_dir": str(state)}}), config)

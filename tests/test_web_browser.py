@@ -24,13 +24,15 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def served(tmp_path: Path, fake_spotify: FakeSpotify, caplog: pytest.LogCaptureFixture
-           ) -> Iterator[tuple[Controller, WebServer, str]]:
+def served(
+    tmp_path: Path, fake_spotify: FakeSpotify, caplog: pytest.LogCaptureFixture
+) -> Iterator[tuple[Controller, WebServer, str]]:
     """The page as the daemon serves it (start_web), and the setup code from its log."""
     controller = make_controller(
-        tmp_path, spotify={"api_url": fake_spotify.api_url,
-                           "accounts_url": fake_spotify.base_url},
-        web={"listen": f"127.0.0.1:{free_port()}"})
+        tmp_path,
+        spotify={"api_url": fake_spotify.api_url, "accounts_url": fake_spotify.base_url},
+        web={"listen": f"127.0.0.1:{free_port()}"},
+    )
     with caplog.at_level(logging.WARNING, logger="web_config.server"):
         server = start_web(controller, controller.config.state_dir())
     code = re.search(r"setup code: (\w{4}-\w{4})", caplog.text)
@@ -40,16 +42,25 @@ def served(tmp_path: Path, fake_spotify: FakeSpotify, caplog: pytest.LogCaptureF
 
 
 def test_whole_setup_in_a_phone_sized_browser(
-        served: tuple[Controller, WebServer, str], browser: WebDriver,
-        fake_spotify: FakeSpotify, mosquitto: Broker) -> None:
+    served: tuple[Controller, WebServer, str],
+    browser: WebDriver,
+    fake_spotify: FakeSpotify,
+    mosquitto: Broker,
+) -> None:
     """If any step of the first setup broke in a real browser, a new owner would be stuck."""
     controller, server, code = served
     fake_spotify.add_device("Kitchen", "kitchen0001")
     fake_spotify.add_playlist("Sunny Morning")
     fake_spotify.add_playlist("Rainy Evening")
-    controller.status.update(emotion="happy", confidence=0.74, present=True, faces=1,
-                             scores={"happy": 0.74, "neutral": 0.15, "sad": 0.05},
-                             camera_state="running", fps=4.9)
+    controller.status.update(
+        emotion="happy",
+        confidence=0.74,
+        present=True,
+        faces=1,
+        scores={"happy": 0.74, "neutral": 0.15, "sad": 0.05},
+        camera_state="running",
+        fps=4.9,
+    )
     choices = complete_setup(browser, server.url, code, fake_spotify, mosquitto)
 
     saved = tomllib.loads(controller.config_path.read_text())
@@ -57,7 +68,10 @@ def test_whole_setup_in_a_phone_sized_browser(
     assert saved["spotify"]["device_name"] == choices.speaker == "Kitchen"
     assert saved["playlists"]["happy"] == choices.happy_playlist
     assert (saved["mqtt"]["enabled"], saved["mqtt"]["host"], saved["mqtt"]["port"]) == (
-        True, "127.0.0.1", mosquitto.port)
+        True,
+        "127.0.0.1",
+        mosquitto.port,
+    )
     assert controller.config.playlists.happy == choices.happy_playlist, "live, no restart"
     assert fake_spotify.calls("PUT", "/v1/me/player/pause"), "the speaker test ran"
     shots = sorted(p.name for p in SCREENSHOTS.glob("0*.png"))
@@ -65,7 +79,8 @@ def test_whole_setup_in_a_phone_sized_browser(
 
 
 def test_status_page_updates_itself(
-        served: tuple[Controller, WebServer, str], browser: WebDriver) -> None:
+    served: tuple[Controller, WebServer, str], browser: WebDriver
+) -> None:
     """The status page polls /api/status: a new mood shows without reloading."""
     controller, server, code = served
     walk = SetupWalk(browser, server.url)
@@ -81,7 +96,8 @@ def test_status_page_updates_itself(
 
 
 def test_password_change_in_the_browser(
-        served: tuple[Controller, WebServer, str], browser: WebDriver) -> None:
+    served: tuple[Controller, WebServer, str], browser: WebDriver
+) -> None:
     """The header's Password link, the form, and the new password at the next login."""
     _, server, code = served
     walk = SetupWalk(browser, server.url)
@@ -104,32 +120,49 @@ def test_password_change_in_the_browser(
 
 
 def test_after_the_setup_in_the_browser_the_daemon_plays_the_happy_playlist(
-        browser: WebDriver, fer2013: Path, tmp_path: Path, fake_spotify: FakeSpotify,
-        mosquitto: Broker) -> None:
+    browser: WebDriver, fer2013: Path, tmp_path: Path, fake_spotify: FakeSpotify, mosquitto: Broker
+) -> None:
     """The issue's whole story: a fresh daemon watching a happy face, set up from the phone,
     ends up playing the playlist chosen for "happy" on the speaker chosen."""
     speaker = fake_spotify.add_device("Living Room")
     playlist = fake_spotify.add_playlist("Sunny Morning")
     clip = build_clip(tmp_path / "happy.avi", fer2013, [("happy", 6.0)], fps=10)
     web_port = free_port()
-    config = write_config(tmp_path / "config.toml", tmp_path / "state", clip, extra=f"""
+    config = (
+        write_config(
+            tmp_path / "config.toml",
+            tmp_path / "state",
+            clip,
+            extra=f"""
 [spotify]
 api_url = "{fake_spotify.api_url}"
 accounts_url = "{fake_spotify.base_url}"
 callback_listen = "127.0.0.1:{free_port()}"
-""").read_text().replace("[web]\nenabled = false", f'[web]\nlisten = "127.0.0.1:{web_port}"')
+""",
+        )
+        .read_text()
+        .replace("[web]\nenabled = false", f'[web]\nlisten = "127.0.0.1:{web_port}"')
+    )
     (tmp_path / "config.toml").write_text(config)
     daemon = DaemonProcess.start(tmp_path / "config.toml", "--loop")
     try:
         daemon.wait_for("setup page listening")
-        code = next(m.group(1) for line in daemon.read()
-                    if (m := re.search(r"setup code: (\w{4}-\w{4})", line)))
+        code = next(
+            m.group(1)
+            for line in daemon.read()
+            if (m := re.search(r"setup code: (\w{4}-\w{4})", line))
+        )
         daemon.wait_for("mood changed: None -> happy")
         complete_setup(browser, f"http://127.0.0.1:{web_port}", code, fake_spotify, mosquitto)
-        wait_until(lambda: any(
-            (r.body or {}).get("context_uri") == playlist and r.query.get("device_id") == speaker.id
-            for r in fake_spotify.calls("PUT", "/v1/me/player/play")),
-            timeout=30, what="the happy playlist played on the chosen speaker")
+        wait_until(
+            lambda: any(
+                (r.body or {}).get("context_uri") == playlist
+                and r.query.get("device_id") == speaker.id
+                for r in fake_spotify.calls("PUT", "/v1/me/player/play")
+            ),
+            timeout=30,
+            what="the happy playlist played on the chosen speaker",
+        )
         assert fake_spotify.playback.context_uri == playlist
         assert daemon.terminate()[0] == 0
     finally:

@@ -33,7 +33,10 @@ def test_prune_keeps_the_last_older_event() -> None:
 def test_segments_are_clipped_to_the_window() -> None:
     events = [(0.0, "sad"), (50.0, None), (80.0, "happy")]
     assert segments(events, now=100.0, span_s=70.0) == [
-        Segment(30.0, 50.0, "sad"), Segment(50.0, 80.0, None), Segment(80.0, 100.0, "happy")]
+        Segment(30.0, 50.0, "sad"),
+        Segment(50.0, 80.0, None),
+        Segment(80.0, 100.0, "happy"),
+    ]
 
 
 def test_history_records_changes_only_and_survives_a_restart(tmp_path: Path) -> None:
@@ -63,7 +66,8 @@ def test_history_forgets_what_is_older_than_a_day(tmp_path: Path) -> None:
 
 
 def test_unreadable_history_starts_afresh_with_a_warning(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "h.json"
     path.write_text("{not json")
     with caplog.at_level(logging.WARNING):
@@ -86,7 +90,10 @@ def test_history_follows_the_status_board(tmp_path: Path) -> None:
     status.update(mood="sad")
     clock.now += 5
     assert [(s.mood, s.end - s.start) for s in history.segments(HOUR)] == [
-        (None, 10.0), ("happy", 20.0), ("sad", 5.0)]
+        (None, 10.0),
+        ("happy", 20.0),
+        ("sad", 5.0),
+    ]
 
 
 def test_svg_draws_each_mood_in_its_colour_with_hour_labels() -> None:
@@ -97,5 +104,6 @@ def test_svg_draws_each_mood_in_its_colour_with_hour_labels() -> None:
     assert svg.count(COLOURS["happy"]) == 1 and svg.count(COLOURS["sad"]) == 1
     assert "<title>happy 20:13–21:13</title>" in svg
     labels = re.findall(r'<text x="([\d.]+)"[^>]*>(\d\d:\d\d)</text>', svg)
-    assert [clock for _, clock in labels] == ["17:00", "18:00", "19:00", "20:00", "21:00"], \
+    assert [clock for _, clock in labels] == ["17:00", "18:00", "19:00", "20:00", "21:00"], (
         "22:00 sits 4 minutes before now, at the edge, where it would be cut"
+    )

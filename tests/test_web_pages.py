@@ -11,15 +11,30 @@ from device.config import ConfigError
 from tests.conftest import Broker, free_port
 from tests.web_site import FAKE_JPEG, WebSite, build_site
 
-MQTT_FORM = {"mqtt.enabled": "on", "mqtt.host": "broker.lan", "mqtt.port": "1883",
-             "mqtt.ca_file": "", "mqtt.username": "ha", "mqtt.password": "",
-             "mqtt.base_topic": "", "mqtt.discovery_prefix": "homeassistant",
-             "mqtt.device_discovery": "on"}
-BEHAVIOUR_FORM = {"player.autoplay": "on", "player.kind": "dry-run", "camera.enabled": "on",
-                  "mood.dwell_s": "12", "mood.min_switch_interval_s": "300",
-                  "mood.threshold": "0.5", "mood.absent_after_s": "90",
-                  "mood.follow": "largest", "player.quiet_hours": "22:00-07:00",
-                  "player.volume_schedule": "", "camera.fps": "4"}
+MQTT_FORM = {
+    "mqtt.enabled": "on",
+    "mqtt.host": "broker.lan",
+    "mqtt.port": "1883",
+    "mqtt.ca_file": "",
+    "mqtt.username": "ha",
+    "mqtt.password": "",
+    "mqtt.base_topic": "",
+    "mqtt.discovery_prefix": "homeassistant",
+    "mqtt.device_discovery": "on",
+}
+BEHAVIOUR_FORM = {
+    "player.autoplay": "on",
+    "player.kind": "dry-run",
+    "camera.enabled": "on",
+    "mood.dwell_s": "12",
+    "mood.min_switch_interval_s": "300",
+    "mood.threshold": "0.5",
+    "mood.absent_after_s": "90",
+    "mood.follow": "largest",
+    "player.quiet_hours": "22:00-07:00",
+    "player.volume_schedule": "",
+    "camera.fps": "4",
+}
 
 
 def saved_file(site: WebSite) -> dict:
@@ -27,14 +42,33 @@ def saved_file(site: WebSite) -> dict:
 
 
 def test_status_page_shows_the_live_status(site: WebSite) -> None:
-    site.controller.status.update(emotion="happy", confidence=0.82, present=True, faces=1,
-                                  scores={"happy": 0.82, "sad": 0.05}, mood="happy",
-                                  mood_reason="held 8 s", fps=4.96, mqtt_state="connected",
-                                  now_playing={"context_uri": "spotify:playlist:x",
-                                               "name": "Sunny Hits", "device": "Kitchen"})
+    site.controller.status.update(
+        emotion="happy",
+        confidence=0.82,
+        present=True,
+        faces=1,
+        scores={"happy": 0.82, "sad": 0.05},
+        mood="happy",
+        mood_reason="held 8 s",
+        fps=4.96,
+        mqtt_state="connected",
+        now_playing={
+            "context_uri": "spotify:playlist:x",
+            "name": "Sunny Hits",
+            "device": "Kitchen",
+        },
+    )
     page = site.text("/")
-    for shown in ("82 %", "held 8 s", "5.0 fps", "Sunny Hits", "Kitchen", "connected",
-                  'value="0.82" data-score="happy"', '<svg viewBox="0 0 400 54"'):
+    for shown in (
+        "82 %",
+        "held 8 s",
+        "5.0 fps",
+        "Sunny Hits",
+        "Kitchen",
+        "connected",
+        'value="0.82" data-score="happy"',
+        '<svg viewBox="0 0 400 54"',
+    ):
         assert shown in page, shown
 
 
@@ -58,7 +92,8 @@ def test_timeline_shows_the_moods_seen(site: WebSite) -> None:
 def test_control_api_switches_autoplay_and_camera(site: WebSite) -> None:
     headers = {"X-CSRF-Token": site.csrf()}
     assert site.client.post("/api/control", json={"camera": False}, headers=headers).json == {
-        "ok": True}
+        "ok": True
+    }
     assert site.controller.config.camera.enabled is False
     assert saved_file(site)["camera"]["enabled"] is False
     bad = site.client.post("/api/control", json={"camera": "off"}, headers=headers)
@@ -70,8 +105,9 @@ def test_control_api_buttons_reach_the_player_actions(site: WebSite, button: str
     pressed = []
     for action in ("next_track", "pause", "play"):
         site.controller.on_action(action, lambda action=action: pressed.append(action))
-    answer = site.client.post("/api/control", json={"action": button},
-                              headers={"X-CSRF-Token": site.csrf()})
+    answer = site.client.post(
+        "/api/control", json={"action": button}, headers={"X-CSRF-Token": site.csrf()}
+    )
     assert answer.json == {"ok": True}
     assert pressed == [{"next": "next_track"}.get(button, button)]
     assert f'data-action="{button}"' in site.text("/")
@@ -85,7 +121,12 @@ def test_mqtt_settings_are_saved_and_applied(site: WebSite) -> None:
     assert heard == ["broker.lan"], "the running daemon hears the change (no restart)"
     mqtt = saved_file(site)["mqtt"]
     assert (mqtt["enabled"], mqtt["host"], mqtt["username"], mqtt["password"], mqtt["tls"]) == (
-        True, "broker.lan", "ha", "s3cret pw", False)
+        True,
+        "broker.lan",
+        "ha",
+        "s3cret pw",
+        False,
+    )
 
 
 def test_bad_mqtt_port_is_shown_beside_it_and_nothing_is_saved(site: WebSite) -> None:
@@ -102,14 +143,15 @@ def test_bad_mqtt_port_is_shown_beside_it_and_nothing_is_saved(site: WebSite) ->
 def test_a_port_that_is_not_a_number_is_explained(site: WebSite) -> None:
     answer = site.post("/mqtt", {**MQTT_FORM, "mqtt.port": "eighteen"})
     assert answer.status_code == 400
-    assert 'id="mqtt.port-error" role="alert">enter a whole number' in answer.get_data(
-        as_text=True)
+    assert 'id="mqtt.port-error" role="alert">enter a whole number' in answer.get_data(as_text=True)
 
 
 def test_bad_topic_is_shown_beside_it(site: WebSite) -> None:
     answer = site.post("/mqtt", {**MQTT_FORM, "mqtt.base_topic": "home/#"})
-    assert 'id="mqtt.base_topic-error" role="alert">&#39;home/#&#39;: a topic without wildcards' \
+    assert (
+        'id="mqtt.base_topic-error" role="alert">&#39;home/#&#39;: a topic without wildcards'
         in answer.get_data(as_text=True)
+    )
 
 
 def test_empty_password_keeps_the_stored_one_and_clear_removes_it(site: WebSite) -> None:
@@ -124,16 +166,18 @@ def test_empty_password_keeps_the_stored_one_and_clear_removes_it(site: WebSite)
 
 
 def test_mqtt_test_connection_reaches_a_real_broker(site: WebSite, mosquitto: Broker) -> None:
-    answer = site.post("/mqtt/test", {**MQTT_FORM, "mqtt.host": "127.0.0.1",
-                                      "mqtt.port": str(mosquitto.port)})
+    answer = site.post(
+        "/mqtt/test", {**MQTT_FORM, "mqtt.host": "127.0.0.1", "mqtt.port": str(mosquitto.port)}
+    )
     assert answer.json == {"ok": True, "message": f"Connected to 127.0.0.1:{mosquitto.port}."}
     assert site.controller.config.mqtt.host == "localhost", "testing saves nothing"
 
 
 def test_mqtt_test_connection_says_why_it_failed(site: WebSite) -> None:
     port = free_port()
-    answer = site.post("/mqtt/test", {**MQTT_FORM, "mqtt.host": "127.0.0.1",
-                                      "mqtt.port": str(port)})
+    answer = site.post(
+        "/mqtt/test", {**MQTT_FORM, "mqtt.host": "127.0.0.1", "mqtt.port": str(port)}
+    )
     assert answer.json["ok"] is False
     assert answer.json["message"].startswith(f"Cannot reach 127.0.0.1:{port}")
 
@@ -148,20 +192,29 @@ def test_behaviour_settings_are_saved(site: WebSite) -> None:
     answer = site.post("/behaviour", BEHAVIOUR_FORM)
     assert answer.status_code == 302
     config = site.controller.config
-    assert (config.mood.dwell_s, config.mood.min_switch_interval_s, config.mood.threshold,
-            config.mood.absent_after_s, config.player.quiet_hours, config.camera.fps) == (
-        12.0, 300.0, 0.5, 90.0, "22:00-07:00", 4.0)
+    assert (
+        config.mood.dwell_s,
+        config.mood.min_switch_interval_s,
+        config.mood.threshold,
+        config.mood.absent_after_s,
+        config.player.quiet_hours,
+        config.camera.fps,
+    ) == (12.0, 300.0, 0.5, 90.0, "22:00-07:00", 4.0)
     assert config.web.preview is False, "an unticked box is false"
 
 
-@pytest.mark.parametrize(("field", "value", "problem"), [
-    ("mood.threshold", "1.5", "1.5 is out of range (allowed: a number from 0 to 1)"),
-    ("mood.dwell_s", "soon", "enter a number"),
-    ("player.quiet_hours", "22-7", "expected HH:MM-HH:MM"),
-    ("camera.fps", "0", "0.0 is out of range"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("mood.threshold", "1.5", "1.5 is out of range (allowed: a number from 0 to 1)"),
+        ("mood.dwell_s", "soon", "enter a number"),
+        ("player.quiet_hours", "22-7", "expected HH:MM-HH:MM"),
+        ("camera.fps", "0", "0.0 is out of range"),
+    ],
+)
 def test_behaviour_problems_are_shown_beside_their_field(
-        site: WebSite, field: str, value: str, problem: str) -> None:
+    site: WebSite, field: str, value: str, problem: str
+) -> None:
     before = site.controller.config
     answer = site.post("/behaviour", {**BEHAVIOUR_FORM, field: value})
     assert answer.status_code == 400

@@ -41,8 +41,9 @@ def test_every_api_needs_a_login(site: WebSite, path: str) -> None:
 def test_first_run_needs_the_setup_code(fresh_site: WebSite) -> None:
     """Without it, whoever reached the page first on the network would own the device."""
     auth.ensure_setup_code(fresh_site.state_dir)
-    answer = fresh_site.post("/setup", {"code": "WXYZ-2345", "password": PASSWORD,
-                                        "password2": PASSWORD})
+    answer = fresh_site.post(
+        "/setup", {"code": "WXYZ-2345", "password": PASSWORD, "password2": PASSWORD}
+    )
     assert answer.status_code == 400
     assert "This is not the setup code" in answer.get_data(as_text=True)
     assert not auth.password_is_set(fresh_site.state_dir)
@@ -51,8 +52,9 @@ def test_first_run_needs_the_setup_code(fresh_site: WebSite) -> None:
 def test_first_run_refuses_mismatched_passwords(fresh_site: WebSite) -> None:
     code = auth.ensure_setup_code(fresh_site.state_dir)
     assert code
-    answer = fresh_site.post("/setup", {"code": code, "password": PASSWORD,
-                                        "password2": PASSWORD + "x"})
+    answer = fresh_site.post(
+        "/setup", {"code": code, "password": PASSWORD, "password2": PASSWORD + "x"}
+    )
     assert answer.status_code == 400
     assert "The two passwords differ." in answer.get_data(as_text=True)
     assert not auth.password_is_set(fresh_site.state_dir)
@@ -60,8 +62,9 @@ def test_first_run_refuses_mismatched_passwords(fresh_site: WebSite) -> None:
 
 def test_first_run_is_closed_once_the_password_is_set(site: WebSite) -> None:
     assert site.client.get("/setup").headers["Location"] == "/login"
-    answer = site.post("/setup", {"code": "x", "password": "another password",
-                                  "password2": "another password"})
+    answer = site.post(
+        "/setup", {"code": "x", "password": "another password", "password2": "another password"}
+    )
     assert answer.status_code == 302
     assert auth.password_matches(site.state_dir, PASSWORD)
 
@@ -70,8 +73,15 @@ def test_first_run_is_closed_once_the_password_is_set(site: WebSite) -> None:
 def test_a_form_post_without_csrf_token_is_refused(site: WebSite, path: str) -> None:
     """Another site's page could otherwise make a logged-in browser change the settings."""
     before = site.controller.config
-    answer = site.client.post(path, data={"mqtt.host": "evil.example", "mqtt.port": "1883",
-                                          "spotify.client_id": "x", "mood.dwell_s": "1"})
+    answer = site.client.post(
+        path,
+        data={
+            "mqtt.host": "evil.example",
+            "mqtt.port": "1883",
+            "spotify.client_id": "x",
+            "mood.dwell_s": "1",
+        },
+    )
     assert answer.status_code == 400
     assert "Reload the page and try again" in answer.get_data(as_text=True)
     assert site.controller.config == before
@@ -87,16 +97,18 @@ def test_a_json_post_needs_the_csrf_header(site: WebSite) -> None:
     refused = site.client.post("/api/control", json={"autoplay": False})
     assert refused.status_code == 400
     assert site.controller.config.player.autoplay is True
-    accepted = site.client.post("/api/control", json={"autoplay": False},
-                                headers={"X-CSRF-Token": site.csrf()})
+    accepted = site.client.post(
+        "/api/control", json={"autoplay": False}, headers={"X-CSRF-Token": site.csrf()}
+    )
     assert accepted.status_code == 200
     assert site.controller.config.player.autoplay is False
 
 
 def test_session_cookie_is_httponly_and_samesite_strict(fresh_site: WebSite) -> None:
     code = auth.ensure_setup_code(fresh_site.state_dir)
-    answer = fresh_site.post("/setup", {"code": code or "", "password": PASSWORD,
-                                        "password2": PASSWORD})
+    answer = fresh_site.post(
+        "/setup", {"code": code or "", "password": PASSWORD, "password2": PASSWORD}
+    )
     cookie = answer.headers["Set-Cookie"]
     assert cookie.startswith("moodmelody_session=")
     assert "HttpOnly" in cookie
@@ -136,9 +148,14 @@ def test_secrets_never_reach_the_browser(site: WebSite) -> None:
     """The MQTT password and the Spotify tokens must appear in no page and no API answer."""
     mqtt_password = "broker-secret-1234"
     site.controller.update_settings({"mqtt": {"password": mqtt_password}})
-    tokens = {"access_token": "ACCESS-TOKEN-abc", "refresh_token": "REFRESH-TOKEN-xyz",
-              "expires_at": 9e9, "consent_at": 1.7e9, "scope": "",
-              "user": {"id": "ann", "display_name": "Ann", "product": "premium"}}
+    tokens = {
+        "access_token": "ACCESS-TOKEN-abc",
+        "refresh_token": "REFRESH-TOKEN-xyz",
+        "expires_at": 9e9,
+        "consent_at": 1.7e9,
+        "scope": "",
+        "user": {"id": "ann", "display_name": "Ann", "product": "premium"},
+    }
     (site.state_dir / "spotify_token.json").write_text(json.dumps(tokens))
     for path in (*PAGES, *APIS):
         answer = site.client.get(path)
@@ -164,8 +181,9 @@ def test_changing_the_password_logs_out_every_other_browser(site: WebSite) -> No
     other.log_in()
     assert other.client.get("/").status_code == 200
 
-    answer = site.post("/password", {"current": PASSWORD, "password": NEW_PASSWORD,
-                                     "password2": NEW_PASSWORD})
+    answer = site.post(
+        "/password", {"current": PASSWORD, "password": NEW_PASSWORD, "password2": NEW_PASSWORD}
+    )
     assert answer.status_code == 302
     assert site.client.get("/").status_code == 200, "the browser that changed it stays in"
     assert other.client.get("/").headers["Location"].startswith("/login")
@@ -174,16 +192,29 @@ def test_changing_the_password_logs_out_every_other_browser(site: WebSite) -> No
     assert auth.password_matches(site.state_dir, NEW_PASSWORD)
 
 
-@pytest.mark.parametrize(("form", "field", "message"), [
-    ({"current": "not it", "password": NEW_PASSWORD, "password2": NEW_PASSWORD},
-     "current", "This is not the current password."),
-    ({"current": PASSWORD, "password": NEW_PASSWORD, "password2": PASSWORD},
-     "password2", "The two passwords differ."),
-    ({"current": PASSWORD, "password": "short", "password2": "short"},
-     "password", "Use at least 8 characters."),
-])
+@pytest.mark.parametrize(
+    ("form", "field", "message"),
+    [
+        (
+            {"current": "not it", "password": NEW_PASSWORD, "password2": NEW_PASSWORD},
+            "current",
+            "This is not the current password.",
+        ),
+        (
+            {"current": PASSWORD, "password": NEW_PASSWORD, "password2": PASSWORD},
+            "password2",
+            "The two passwords differ.",
+        ),
+        (
+            {"current": PASSWORD, "password": "short", "password2": "short"},
+            "password",
+            "Use at least 8 characters.",
+        ),
+    ],
+)
 def test_a_refused_password_change_keeps_the_old_one(
-        site: WebSite, form: dict[str, str], field: str, message: str) -> None:
+    site: WebSite, form: dict[str, str], field: str, message: str
+) -> None:
     answer = site.post("/password", form)
     assert answer.status_code == 400
     page = answer.get_data(as_text=True)
@@ -195,11 +226,13 @@ def test_a_refused_password_change_keeps_the_old_one(
 def test_guessing_the_current_password_counts_towards_the_lockout(site: WebSite) -> None:
     """Else a left-open browser would be a way to brute-force the password."""
     for _ in range(5):
-        answer = site.post("/password", {"current": "guess", "password": NEW_PASSWORD,
-                                         "password2": NEW_PASSWORD})
+        answer = site.post(
+            "/password", {"current": "guess", "password": NEW_PASSWORD, "password2": NEW_PASSWORD}
+        )
     assert "Too many wrong attempts" in answer.get_data(as_text=True)
-    answer = site.post("/password", {"current": PASSWORD, "password": NEW_PASSWORD,
-                                     "password2": NEW_PASSWORD})
+    answer = site.post(
+        "/password", {"current": PASSWORD, "password": NEW_PASSWORD, "password2": NEW_PASSWORD}
+    )
     assert answer.status_code == 400
     assert auth.password_matches(site.state_dir, PASSWORD)
 
@@ -207,7 +240,8 @@ def test_guessing_the_current_password_counts_towards_the_lockout(site: WebSite)
 def test_a_reset_password_sends_everyone_back_to_first_run(site: WebSite) -> None:
     code = auth.reset_password(site.state_dir)
     assert site.client.get("/").headers["Location"] == "/setup"
-    answer = site.post("/setup", {"code": code, "password": NEW_PASSWORD,
-                                  "password2": NEW_PASSWORD})
+    answer = site.post(
+        "/setup", {"code": code, "password": NEW_PASSWORD, "password2": NEW_PASSWORD}
+    )
     assert answer.status_code == 302
     assert auth.password_matches(site.state_dir, NEW_PASSWORD)

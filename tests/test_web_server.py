@@ -15,7 +15,8 @@ from web_config.server import start_web
 
 
 def test_start_web_serves_on_the_configured_address_and_stops(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """If stop() left the socket open, a restart of the page would find its port taken."""
     port = free_port()
     controller = make_controller(tmp_path, web={"listen": f"127.0.0.1:{port}"})
@@ -35,7 +36,8 @@ def test_start_web_serves_on_the_configured_address_and_stops(
 
 
 def test_no_setup_code_once_the_password_is_set(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from web_config import auth
 
     controller = make_controller(tmp_path, web={"listen": f"127.0.0.1:{free_port()}"})

@@ -26,12 +26,17 @@ def slept() -> list[float]:
 @pytest.fixture
 def spotify_site(tmp_path: Path, fake_spotify: FakeSpotify, slept: list[float]) -> WebSite:
     """A set-up, logged-in device whose Spotify is the fake; test plays do not really wait."""
-    def factory(config: Config, state_dir: Path) -> SpotifyLink:
-        return SpotifyLink(SpotifyAuth(config, state_dir),
-                           SpotifyService(config, state_dir, sleep=slept.append))
 
-    site = build_site(tmp_path, factory, spotify={
-        "api_url": fake_spotify.api_url, "accounts_url": fake_spotify.base_url})
+    def factory(config: Config, state_dir: Path) -> SpotifyLink:
+        return SpotifyLink(
+            SpotifyAuth(config, state_dir), SpotifyService(config, state_dir, sleep=slept.append)
+        )
+
+    site = build_site(
+        tmp_path,
+        factory,
+        spotify={"api_url": fake_spotify.api_url, "accounts_url": fake_spotify.base_url},
+    )
     site.set_password()
     return site
 
@@ -79,24 +84,28 @@ def test_paste_flow_links_the_account(spotify_site: WebSite, fake_spotify: FakeS
 
 
 def test_a_free_account_is_told_it_needs_premium(
-        spotify_site: WebSite, fake_spotify: FakeSpotify) -> None:
+    spotify_site: WebSite, fake_spotify: FakeSpotify
+) -> None:
     fake_spotify.user["product"] = "free"
     spotify_site.post("/spotify", {"spotify.client_id": CLIENT_ID})
     paste_login(spotify_site, fake_spotify)
     assert "no (free): Spotify lets only Premium accounts control playback" in spotify_site.text(
-        "/spotify")
+        "/spotify"
+    )
 
 
 def test_a_wrong_pasted_address_says_why(spotify_site: WebSite) -> None:
     spotify_site.post("/spotify", {"spotify.client_id": CLIENT_ID})
-    answer = spotify_site.post("/spotify/paste", {"address": "http://127.0.0.1:8888/callback"},
-                               follow_redirects=True)
+    answer = spotify_site.post(
+        "/spotify/paste", {"address": "http://127.0.0.1:8888/callback"}, follow_redirects=True
+    )
     assert "Not linked: That address has no login code in it" in answer.get_data(as_text=True)
     assert spotify_site.controller.status.get("spotify_state") == "not linked"
 
 
 def test_https_flow_sends_the_browser_to_spotify_with_the_callback(
-        spotify_site: WebSite, fake_spotify: FakeSpotify) -> None:
+    spotify_site: WebSite, fake_spotify: FakeSpotify
+) -> None:
     spotify_site.post("/spotify", {"spotify.client_id": CLIENT_ID})
     answer = spotify_site.post("/spotify/login")
     assert answer.status_code == 302
@@ -122,7 +131,8 @@ def linked(spotify_site: WebSite, fake_spotify: FakeSpotify) -> WebSite:
 
 
 def test_speakers_are_listed_chosen_and_tested(
-        linked: WebSite, fake_spotify: FakeSpotify, slept: list[float]) -> None:
+    linked: WebSite, fake_spotify: FakeSpotify, slept: list[float]
+) -> None:
     fake_spotify.add_device("Kitchen", "kitchen0001")
     fake_spotify.add_device("Living Room", "living0002")
     page = linked.text("/speaker")
@@ -137,7 +147,8 @@ def test_speakers_are_listed_chosen_and_tested(
 
 
 def test_a_speaker_that_left_the_list_is_not_saved(
-        linked: WebSite, fake_spotify: FakeSpotify) -> None:
+    linked: WebSite, fake_spotify: FakeSpotify
+) -> None:
     fake_spotify.add_device("Kitchen", "kitchen0001")
     answer = linked.post("/speaker", {"device": "gone0003"})
     assert answer.status_code == 400
@@ -145,8 +156,7 @@ def test_a_speaker_that_left_the_list_is_not_saved(
     assert linked.controller.config.spotify.device_name == ""
 
 
-def test_speaker_page_reports_a_spotify_failure(
-        linked: WebSite, fake_spotify: FakeSpotify) -> None:
+def test_speaker_page_reports_a_spotify_failure(linked: WebSite, fake_spotify: FakeSpotify) -> None:
     fake_spotify.fail_next("GET", "/v1/me/player/devices", 503, message="Service unavailable")
     page = linked.text("/speaker")
     assert "Spotify failed (HTTP 503)" in page
@@ -157,7 +167,7 @@ def test_playlist_search_and_choice(linked: WebSite, fake_spotify: FakeSpotify) 
     uri = fake_spotify.add_playlist("Sunny Morning")
     fake_spotify.add_playlist("Rainy Evening")
     page = linked.text("/playlists?emotion=happy&q=sunny")
-    results = page[page.index('data-results="happy"'):]
+    results = page[page.index('data-results="happy"') :]
     assert "Sunny Morning" in results and "Rainy Evening" not in results
     linked.post("/playlists", {"emotion": "happy", "link": uri})
     assert linked.controller.config.playlists.happy == uri
@@ -169,8 +179,9 @@ def test_playlist_search_and_choice(linked: WebSite, fake_spotify: FakeSpotify) 
 def test_a_pasted_link_is_turned_into_its_uri(linked: WebSite, fake_spotify: FakeSpotify) -> None:
     uri = fake_spotify.add_playlist("Blue")
     pid = uri.rpartition(":")[2]
-    linked.post("/playlists", {"emotion": "sad",
-                               "link": f"https://open.spotify.com/playlist/{pid}?si=abc"})
+    linked.post(
+        "/playlists", {"emotion": "sad", "link": f"https://open.spotify.com/playlist/{pid}?si=abc"}
+    )
     assert linked.controller.config.playlists.sad == uri
     linked.post("/playlists", {"emotion": "sad", "link": ""})
     assert linked.controller.config.playlists.sad == "", "empty removes it"
@@ -180,7 +191,7 @@ def test_a_bad_link_is_refused_beside_its_emotion(linked: WebSite) -> None:
     answer = linked.post("/playlists", {"emotion": "fear", "link": "https://example.com/x"})
     assert answer.status_code == 400
     page = answer.get_data(as_text=True)
-    fear = page[page.index('id="fear"'):page.index('id="surprise"')]
+    fear = page[page.index('id="fear"') : page.index('id="surprise"')]
     assert "not a Spotify playlist, album, artist or show" in fear
     assert linked.controller.config.playlists.fear == ""
 

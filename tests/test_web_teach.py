@@ -10,8 +10,9 @@ from tests.web_site import WebSite
 
 def wire(site: WebSite) -> tuple[CalibrationService, Clock]:
     clock = Clock()
-    service = CalibrationService(site.state_dir, EMOTIONS, "m1", site.controller.status,
-                                 clock=clock)
+    service = CalibrationService(
+        site.state_dir, EMOTIONS, "m1", site.controller.status, clock=clock
+    )
     service.register(site.controller)
     return service, clock
 

@@ -39,14 +39,31 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebDriv
     monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must not fetch a driver
     options = Options()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
         options.add_argument(arg)
     # A phone's screen: its width, overlay scrollbars, touch, the page's viewport meta.
-    options.add_experimental_option("mobileEmulation", {"deviceMetrics": {
-        "width": PHONE[0], "height": PHONE[1], "pixelRatio": 1.0, "touch": True,
-        "mobile": True}})
+    options.add_experimental_option(
+        "mobileEmulation",
+        {
+            "deviceMetrics": {
+                "width": PHONE[0],
+                "height": PHONE[1],
+                "pixelRatio": 1.0,
+                "touch": True,
+                "mobile": True,
+            }
+        },
+    )
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     driver.set_page_load_timeout(WAIT_S)
     try:
@@ -112,7 +129,8 @@ class SetupWalk:
     def screenshot(self, name: str) -> Path:
         """The whole page, top to bottom, at phone width."""
         shot = self.driver.execute_cdp_cmd(  # type: ignore[attr-defined]
-            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}
+        )
         path = self.shots / f"{name}.png"
         path.write_bytes(base64.b64decode(shot["data"]))
         return path
@@ -185,8 +203,9 @@ class SetupWalk:
         self.type("#mqtt\\.host", "127.0.0.1")
         self.type("#mqtt\\.port", str(broker.port))
         self.find("button[data-test-connection]").click()
-        self.wait().until(lambda d: "Connected to" in d.find_element(
-            By.CSS_SELECTOR, "[data-test-result]").text)
+        self.wait().until(
+            lambda d: "Connected to" in d.find_element(By.CSS_SELECTOR, "[data-test-result]").text
+        )
         self.screenshot("07-mqtt")
         self.submit("#mqtt-form button[type=submit]")
         assert self.notice() == "Saved."
@@ -201,15 +220,17 @@ class SetupWalk:
         self.screenshot("09-status")
 
 
-def complete_setup(driver: WebDriver, base_url: str, setup_code: str, fake: FakeSpotify,
-                   broker: Broker) -> SetupChoices:
+def complete_setup(
+    driver: WebDriver, base_url: str, setup_code: str, fake: FakeSpotify, broker: Broker
+) -> SetupChoices:
     """The whole first setup: password, Spotify (paste flow), speaker, happy playlist, MQTT.
 
     `fake` must list a speaker and a playlist first (`add_device`, `add_playlist`).
     """
     speaker = next(iter(fake.devices.values())).name
-    playlist_uri, playlist = next((f"spotify:playlist:{pid}", data["name"])
-                                  for pid, data in fake.playlists.items())
+    playlist_uri, playlist = next(
+        (f"spotify:playlist:{pid}", data["name"]) for pid, data in fake.playlists.items()
+    )
     walk = SetupWalk(driver, base_url)
     walk.first_run(setup_code)
     walk.link_spotify()

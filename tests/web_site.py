@@ -71,13 +71,15 @@ class WebSite:
 FAKE_JPEG = b"\xff\xd8\xff\xe0 fake jpeg \xff\xd9"
 
 
-def build_site(tmp_path: Path, spotify_factory: SpotifyFactory | None = None,
-               snapshot: Snapshot | None = lambda: FAKE_JPEG,
-               **sections: dict[str, Any]) -> WebSite:
+def build_site(
+    tmp_path: Path,
+    spotify_factory: SpotifyFactory | None = None,
+    snapshot: Snapshot | None = lambda: FAKE_JPEG,
+    **sections: dict[str, Any],
+) -> WebSite:
     controller = make_controller(tmp_path, **sections)
     state_dir = controller.config.state_dir()
-    app = create_app(controller, state_dir=state_dir, spotify=spotify_factory,
-                     snapshot=snapshot)
+    app = create_app(controller, state_dir=state_dir, spotify=spotify_factory, snapshot=snapshot)
     return WebSite(controller, state_dir, app, app.test_client())
 
 

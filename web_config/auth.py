@@ -75,8 +75,9 @@ def setup_code_matches(state_dir: Path, entered: str) -> bool:
         expected = (state_dir / SETUP_CODE_FILE).read_text(encoding="utf-8")
     except OSError:
         return False
-    return hmac.compare_digest(_normalise_code(expected).encode(),
-                               _normalise_code(entered).encode())
+    return hmac.compare_digest(
+        _normalise_code(expected).encode(), _normalise_code(entered).encode()
+    )
 
 
 def set_password(state_dir: Path, password: str) -> None:
@@ -156,14 +157,20 @@ class LoginLimiter:
         if entry.count >= self.max_failures:
             entry.count = 0
             entry.locked_until = now + self.lockout_s
-            logger.warning("setup page: %s locked out for %.0f s after repeated wrong passwords",
-                           client, self.lockout_s)
+            logger.warning(
+                "setup page: %s locked out for %.0f s after repeated wrong passwords",
+                client,
+                self.lockout_s,
+            )
 
     def succeeded(self, client: str) -> None:
         self._clients.pop(client, None)
 
     def _forget_idle(self, now: float) -> None:
-        idle = [c for c, e in self._clients.items()
-                if now - e.last > self.forget_after_s and e.locked_until <= now]
+        idle = [
+            c
+            for c, e in self._clients.items()
+            if now - e.last > self.forget_after_s and e.locked_until <= now
+        ]
         for client in idle:
             del self._clients[client]

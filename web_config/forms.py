@@ -54,19 +54,25 @@ def submitted_values(form: Mapping[str, str], names: Iterable[str]) -> dict[str,
     values: dict[str, Any] = {}
     for name in names:
         kind = describe(name).kind
-        values[name] = name in form if kind == "bool" else "" if kind == "secret" else form.get(
-            name, "")
+        values[name] = (
+            name in form if kind == "bool" else "" if kind == "secret" else form.get(name, "")
+        )
     return values
 
 
 def stored_secrets(config: Config, names: Iterable[str]) -> set[str]:
     """The secret fields among `names` that hold a value (the page says "unchanged")."""
-    return {name for name in names if name in secret_keys()
-            and getattr(getattr(config, name.split(".")[0]), name.split(".")[1])}
+    return {
+        name
+        for name in names
+        if name in secret_keys()
+        and getattr(getattr(config, name.split(".")[0]), name.split(".")[1])
+    }
 
 
-def parse(form: Mapping[str, str], names: Iterable[str]) -> tuple[dict[str, dict[str, Any]],
-                                                                   dict[str, str]]:
+def parse(
+    form: Mapping[str, str], names: Iterable[str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Typed changes from a submitted form, and a problem per field that is not even a value.
 
     An unticked checkbox is absent from a form, so a bool is `name in form`. An empty

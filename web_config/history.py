@@ -41,8 +41,9 @@ class Segment:
     mood: str | None
 
 
-def prune(events: list[tuple[float, str | None]], now: float,
-          keep_s: float) -> list[tuple[float, str | None]]:
+def prune(
+    events: list[tuple[float, str | None]], now: float, keep_s: float
+) -> list[tuple[float, str | None]]:
     """Drop events older than `keep_s`, but keep the last of them: it says what held then."""
     cutoff = now - keep_s
     older = [e for e in events if e[0] < cutoff]
@@ -62,8 +63,12 @@ def segments(events: list[tuple[float, str | None]], now: float, span_s: float) 
     return result
 
 
-def timeline_svg(parts: list[Segment], now: float, span_s: float,
-                 local_time: Callable[[float], time.struct_time] = time.localtime) -> str:
+def timeline_svg(
+    parts: list[Segment],
+    now: float,
+    span_s: float,
+    local_time: Callable[[float], time.struct_time] = time.localtime,
+) -> str:
     """A 100%-wide bar of coloured mood segments with an hour scale and a legend."""
     width, bar_top, bar_height = 400.0, 2.0, 30.0
     x0 = now - span_s
@@ -71,8 +76,7 @@ def timeline_svg(parts: list[Segment], now: float, span_s: float,
     def x(t: float) -> float:
         return (t - x0) / span_s * width
 
-    shapes = [f'<rect x="0" y="{bar_top}" width="{width}" height="{bar_height}" '
-              'class="tl-empty"/>']
+    shapes = [f'<rect x="0" y="{bar_top}" width="{width}" height="{bar_height}" class="tl-empty"/>']
     for part in parts:
         if part.mood is None:
             continue
@@ -86,15 +90,22 @@ def timeline_svg(parts: list[Segment], now: float, span_s: float,
     first = (x0 // 3600 + 1) * 3600
     tick = first
     while tick < now:
-        shapes.append(f'<line x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{bar_top}" '
-                      f'y2="{bar_top + bar_height + 4}" class="tl-tick"/>')
+        shapes.append(
+            f'<line x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{bar_top}" '
+            f'y2="{bar_top + bar_height + 4}" class="tl-tick"/>'
+        )
         if 16 < x(tick) < width - 16:  # a label cut by the edge is worse than none
-            shapes.append(f'<text x="{x(tick):.1f}" y="{bar_top + bar_height + 18}" '
-                          f'text-anchor="middle">{_clock(tick, local_time)}</text>')
+            shapes.append(
+                f'<text x="{x(tick):.1f}" y="{bar_top + bar_height + 18}" '
+                f'text-anchor="middle">{_clock(tick, local_time)}</text>'
+            )
         tick += step
-    return (f'<svg viewBox="0 0 {width:.0f} {bar_top + bar_height + 22:.0f}" role="img" '
-            f'class="timeline" aria-label="moods of the last {span_s / 3600:g} hours">'
-            + "".join(shapes) + "</svg>")
+    return (
+        f'<svg viewBox="0 0 {width:.0f} {bar_top + bar_height + 22:.0f}" role="img" '
+        f'class="timeline" aria-label="moods of the last {span_s / 3600:g} hours">'
+        + "".join(shapes)
+        + "</svg>"
+    )
 
 
 def _clock(t: float, local_time: Callable[[float], time.struct_time]) -> str:
@@ -104,8 +115,9 @@ def _clock(t: float, local_time: Callable[[float], time.struct_time]) -> str:
 class MoodHistory:
     """Mood changes of the last 24 h, saved atomically in the state folder on every change."""
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time,
-                 keep_s: float = KEEP_S) -> None:
+    def __init__(
+        self, path: Path, clock: Callable[[], float] = time.time, keep_s: float = KEEP_S
+    ) -> None:
         self._path = path
         self._clock = clock
         self._keep_s = keep_s
@@ -126,8 +138,9 @@ class MoodHistory:
     def attach(self, status: StatusBoard) -> None:
         """Record every mood change the status board announces, starting with the current one."""
         self.record(status.get("mood"))
-        status.subscribe(lambda changed: self.record(changed["mood"]) if "mood" in changed
-                         else None)
+        status.subscribe(
+            lambda changed: self.record(changed["mood"]) if "mood" in changed else None
+        )
 
     def record(self, mood: str | None) -> None:
         now = self._clock()

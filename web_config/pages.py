@@ -33,13 +33,32 @@ logger = logging.getLogger(__name__)
 
 blueprint = Blueprint("pages", __name__)
 
-MQTT_FIELDS = ("mqtt.enabled", "mqtt.host", "mqtt.port", "mqtt.tls", "mqtt.ca_file",
-               "mqtt.username", "mqtt.password", "mqtt.base_topic", "mqtt.discovery_prefix",
-               "mqtt.device_discovery")
-BEHAVIOUR_FIELDS = ("player.autoplay", "player.kind", "camera.enabled", "mood.dwell_s",
-                    "mood.min_switch_interval_s", "mood.threshold", "mood.absent_after_s",
-                    "player.quiet_hours", "camera.fps", "mood.follow", "player.volume_schedule",
-                    "web.preview")
+MQTT_FIELDS = (
+    "mqtt.enabled",
+    "mqtt.host",
+    "mqtt.port",
+    "mqtt.tls",
+    "mqtt.ca_file",
+    "mqtt.username",
+    "mqtt.password",
+    "mqtt.base_topic",
+    "mqtt.discovery_prefix",
+    "mqtt.device_discovery",
+)
+BEHAVIOUR_FIELDS = (
+    "player.autoplay",
+    "player.kind",
+    "camera.enabled",
+    "mood.dwell_s",
+    "mood.min_switch_interval_s",
+    "mood.threshold",
+    "mood.absent_after_s",
+    "player.quiet_hours",
+    "camera.fps",
+    "mood.follow",
+    "player.volume_schedule",
+    "web.preview",
+)
 TIMELINE_SPANS = {"6h": 6 * 3600.0, "24h": 24 * 3600.0}
 
 
@@ -58,8 +77,9 @@ def _locked_out() -> str | None:
     return f"Too many wrong attempts: try again in {wait:.0f} s." if wait else None
 
 
-def _set_new_password(proof_field: str, proof_ok: Callable[[str], bool], wrong: str
-                      ) -> dict[str, str]:
+def _set_new_password(
+    proof_field: str, proof_ok: Callable[[str], bool], wrong: str
+) -> dict[str, str]:
     """Set the form's new password (`password`, repeated in `password2`) if the proof in
     `proof_field` (setup code or current password) passes; returns the problems, by field.
 
@@ -94,8 +114,10 @@ def first_run() -> Any:
     errors: dict[str, str] = {}
     if request.method == "POST":
         errors = _set_new_password(
-            "code", functools.partial(auth.setup_code_matches, site().state_dir),
-            "This is not the setup code (see the journal: journalctl -u moodmelody).")
+            "code",
+            functools.partial(auth.setup_code_matches, site().state_dir),
+            "This is not the setup code (see the journal: journalctl -u moodmelody).",
+        )
         if not errors:
             flash("Password set. Next: link Spotify.")
             return redirect(url_for("spotify.account"))
@@ -108,8 +130,10 @@ def change_password() -> Any:
     errors: dict[str, str] = {}
     if request.method == "POST":
         errors = _set_new_password(
-            "current", functools.partial(auth.password_matches, site().state_dir),
-            "This is not the current password.")
+            "current",
+            functools.partial(auth.password_matches, site().state_dir),
+            "This is not the current password.",
+        )
         if not errors:
             logger.info("setup page: admin password changed from %s", _client())
             flash("Password changed. Other browsers have to log in again.")
@@ -153,8 +177,12 @@ def status() -> str:
     span = request.args.get("span", "6h")
     span = span if span in TIMELINE_SPANS else "6h"
     return render_template(
-        "status.html", status=site().controller.status.snapshot(), emotions=EMOTIONS,
-        colours=COLOURS, span=span, spans=TIMELINE_SPANS,
+        "status.html",
+        status=site().controller.status.snapshot(),
+        emotions=EMOTIONS,
+        colours=COLOURS,
+        span=span,
+        spans=TIMELINE_SPANS,
         timeline=Markup(site().history.svg(TIMELINE_SPANS[span])),  # built with every text escaped
     )
 
@@ -204,11 +232,19 @@ def _settings_page(template: str, names: tuple[str, ...], **extra: Any) -> Any:
             flash("Saved.")
             return redirect(request.path)
     config = site().controller.config
-    values = (forms.submitted_values(request.form, names) if errors
-              else forms.current_values(config, names))
+    values = (
+        forms.submitted_values(request.form, names)
+        if errors
+        else forms.current_values(config, names)
+    )
     return render_template(
-        template, fields={name: forms.describe(name) for name in names}, values=values,
-        errors=errors, secret_set=forms.stored_secrets(config, names), config=config, **extra,
+        template,
+        fields={name: forms.describe(name) for name in names},
+        values=values,
+        errors=errors,
+        secret_set=forms.stored_secrets(config, names),
+        config=config,
+        **extra,
     ), 400 if errors else 200
 
 
@@ -236,8 +272,9 @@ def mqtt_test() -> Any:
 
 @blueprint.route("/behaviour", methods=["GET", "POST"])
 def behaviour() -> Any:
-    return _settings_page("behaviour.html", BEHAVIOUR_FIELDS,
-                          can_preview=site().snapshot is not None)
+    return _settings_page(
+        "behaviour.html", BEHAVIOUR_FIELDS, can_preview=site().snapshot is not None
+    )
 
 
 @blueprint.route("/snapshot.jpg")

@@ -87,19 +87,31 @@ def install(app: Flask, secret_key: bytes, *, password_stamp: Callable[[], str])
             sent = request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER) or ""
             expected = session.get(CSRF_FIELD) or ""
             if not (expected and hmac.compare_digest(str(expected), sent)):
-                logger.warning("setup page: refused %s %s without a valid CSRF token",
-                               request.method, request.path)
-                return _refuse("This form has expired or did not come from this page. "
-                               "Reload the page and try again.", 400)
+                logger.warning(
+                    "setup page: refused %s %s without a valid CSRF token",
+                    request.method,
+                    request.path,
+                )
+                return _refuse(
+                    "This form has expired or did not come from this page. "
+                    "Reload the page and try again.",
+                    400,
+                )
         if request.endpoint in OPEN_ENDPOINTS:
             return None
         stamp = password_stamp()
         if not stamp:
-            return _refuse("Set up the admin password first.", 401) if _wants_json() \
+            return (
+                _refuse("Set up the admin password first.", 401)
+                if _wants_json()
                 else redirect(url_for("pages.first_run"))
+            )
         if not is_logged_in(stamp):
-            return _refuse("Log in first.", 401) if _wants_json() \
+            return (
+                _refuse("Log in first.", 401)
+                if _wants_json()
                 else redirect(url_for("pages.login", next=request.full_path.rstrip("?")))
+            )
         return None
 
     @app.after_request

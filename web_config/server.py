@@ -29,8 +29,13 @@ class WebServer:
     def __init__(self, app: Flask, host: str, port: int) -> None:
         # Bound here first: when waitress binds itself and fails, it leaks its threads.
         listener = socket.create_server((host, port), family=_family(host), backlog=64)
-        self._server = create_server(app, sockets=[listener], threads=THREADS,
-                                     ident="moodmelody", clear_untrusted_proxy_headers=True)
+        self._server = create_server(
+            app,
+            sockets=[listener],
+            threads=THREADS,
+            ident="moodmelody",
+            clear_untrusted_proxy_headers=True,
+        )
         self.host = host
         self.port = int(listener.getsockname()[1])  # the real one when `port` was 0
         self._thread = threading.Thread(target=self._run, name="web", daemon=True)
@@ -64,15 +69,17 @@ def serve(app: Flask, listen: str) -> WebServer:
     return server
 
 
-def start_web(controller: Controller, state_dir: Path,
-              snapshot: Snapshot | None = None) -> WebServer:
+def start_web(
+    controller: Controller, state_dir: Path, snapshot: Snapshot | None = None
+) -> WebServer:
     """The daemon's entry point: log the first-run setup code, build the app, serve it.
 
     Raises OSError when the address is taken. A changed `[web] listen` needs a restart.
     """
     code = ensure_setup_code(state_dir)
     if code:
-        logger.warning("setup code: %s (enter it on the setup page to choose the admin "
-                       "password)", code)
+        logger.warning(
+            "setup code: %s (enter it on the setup page to choose the admin password)", code
+        )
     app = create_app(controller, state_dir=state_dir, snapshot=snapshot)
     return serve(app, controller.config.web.listen)

@@ -75,11 +75,15 @@ def account() -> Any:
             except LoginError as err:
                 errors["login"] = str(err)
         return render_template(
-            "spotify.html", link_account=link.auth.account(), errors=errors,
-            client_id=request.form.get("spotify.client_id",
-                                       site().controller.config.spotify.client_id),
+            "spotify.html",
+            link_account=link.auth.account(),
+            errors=errors,
+            client_id=request.form.get(
+                "spotify.client_id", site().controller.config.spotify.client_id
+            ),
             field=forms.describe("spotify.client_id"),
-            redirect_uris=link.auth.redirect_uris(_host()), https_redirect=_https_redirect(link),
+            redirect_uris=link.auth.redirect_uris(_host()),
+            https_redirect=_https_redirect(link),
             authorize_url=authorize_url,
         ), 400 if errors else 200
 
@@ -137,16 +141,19 @@ def speaker() -> Any:
         if chosen is None:
             problem = "That speaker is no longer listed: refresh and choose again."
         else:
-            problem = "; ".join(forms.save(
-                site().controller, {"spotify.device_name": chosen["name"],
-                                    "spotify.device_id": chosen["id"]},
-                ["spotify.device_name", "spotify.device_id"]).values())
+            problem = "; ".join(
+                forms.save(
+                    site().controller,
+                    {"spotify.device_name": chosen["name"], "spotify.device_id": chosen["id"]},
+                    ["spotify.device_name", "spotify.device_id"],
+                ).values()
+            )
         if not problem:
             flash(f"Speaker: {chosen['name']}. Next: a playlist per emotion.")
             return redirect(url_for("spotify.speaker"))
-    return render_template("speaker.html", devices=devices, problem=problem,
-                           chosen=site().controller.config.spotify), (
-        400 if problem and request.method == "POST" else 200)
+    return render_template(
+        "speaker.html", devices=devices, problem=problem, chosen=site().controller.config.spotify
+    ), (400 if problem and request.method == "POST" else 200)
 
 
 @blueprint.route("/speaker/test", methods=["POST"])
@@ -155,8 +162,11 @@ def speaker_test() -> Any:
     spotify = site().controller.config.spotify
     with _link() as link:
         try:
-            flash(sentence(link.service.test_play(spotify.device_id or spotify.device_name,
-                                                  TEST_PLAY_S)))
+            flash(
+                sentence(
+                    link.service.test_play(spotify.device_id or spotify.device_name, TEST_PLAY_S)
+                )
+            )
         except SpotifyServiceError as err:
             flash(f"The test did not play: {err}")
     return redirect(url_for("spotify.speaker"))
@@ -195,9 +205,17 @@ def playlists() -> Any:
             except SpotifyServiceError as err:
                 errors[emotion] = f"Search failed: {err}"
         previews = {e: _preview(link, config.playlists.for_mood(e)) for e in EMOTIONS}
-    return render_template("playlists.html", emotions=EMOTIONS, previews=previews,
-                           errors=errors, query=query, results=results, searched=emotion,
-                           suggested=SUGGESTED_SEARCHES, config=config), 400 if errors else 200
+    return render_template(
+        "playlists.html",
+        emotions=EMOTIONS,
+        previews=previews,
+        errors=errors,
+        query=query,
+        results=results,
+        searched=emotion,
+        suggested=SUGGESTED_SEARCHES,
+        config=config,
+    ), 400 if errors else 200
 
 
 def _set_playlist(emotion: str, text: str) -> dict[str, str]:

@@ -25,8 +25,9 @@ def _answer(action: Any) -> Any:
 @blueprint.route("/teach")
 def page() -> str:
     status = site().controller.status.snapshot()
-    return render_template("teach.html", calibration=status["calibration"], prompts=PROMPTS,
-                           emotions=EMOTIONS)
+    return render_template(
+        "teach.html", calibration=status["calibration"], prompts=PROMPTS, emotions=EMOTIONS
+    )
 
 
 @blueprint.route("/api/teach")
@@ -55,8 +56,10 @@ def _form_action(action: Any, done: str) -> Any:
 
 @blueprint.route("/teach/save", methods=["POST"])
 def save() -> Any:
-    return _form_action(site().controller.teach_save,
-                        "Saved {} samples; the calibration is refitted in the background.")
+    return _form_action(
+        site().controller.teach_save,
+        "Saved {} samples; the calibration is refitted in the background.",
+    )
 
 
 @blueprint.route("/teach/discard", methods=["POST"])
@@ -66,8 +69,10 @@ def discard() -> Any:
 
 @blueprint.route("/teach/reset", methods=["POST"])
 def reset() -> Any:
-    return _form_action(site().controller.calibration_reset,
-                        "Back to the shipped model: the household's samples are deleted.")
+    return _form_action(
+        site().controller.calibration_reset,
+        "Back to the shipped model: the household's samples are deleted.",
+    )
 
 
 @blueprint.route("/api/correct", methods=["POST"])
@@ -75,7 +80,12 @@ def correct() -> Any:
     """{"right": emotion[, "wrong": emotion]}: "that was not the current mood, it was …"."""
     command = request.get_json(silent=True)
     if not isinstance(command, dict) or not isinstance(command.get("right"), str):
-        return jsonify(error="expected {\"right\": emotion}"), 400
+        return jsonify(error='expected {"right": emotion}'), 400
     wrong = command.get("wrong")
-    return _answer(lambda: {"frames": site().controller.correct_mood(
-        command["right"], wrong if isinstance(wrong, str) else None)})
+    return _answer(
+        lambda: {
+            "frames": site().controller.correct_mood(
+                command["right"], wrong if isinstance(wrong, str) else None
+            )
+        }
+    )
