@@ -77,12 +77,16 @@ def test_cache_is_reused_and_invalidated_when_the_data_changes(dataset: Path) ->
     cv2.imwrite(str(changed), np.full((48, 48), 7, np.uint8))
     os.utime(changed, ns=(1, 1))
     second = load_folder(dataset / "test")
-    assert len(list(cache.glob("*.npz"))) == 2
+    assert len(list(cache.glob("*.npz"))) == 1, "the stale decode is replaced, not kept"
     index = second.names.index("happy/PublicTest_00000.jpg")
     assert np.all(np.abs(second.images[index].astype(int) - 7) <= 2)
 
     (dataset / "test" / "sad" / "PublicTest_00001.jpg").unlink()
     assert len(load_folder(dataset / "test")) == len(first) - 1
+
+    # Another source keeps its own cache file beside it.
+    load_folder(dataset / "train")
+    assert len(list(cache.glob("*.npz"))) == 2
 
 
 @pytest.mark.training
@@ -130,6 +134,13 @@ def test_short_training_exports_a_model_the_device_runtime_loads(
     assert train.main([*common, *recipe, *restart, "--learning-rate", "0", "--no-export"]) == 0
     restarted = keras.models.load_model(tmp_path / "restart" / "last.keras")
     np.testing.assert_array_equal(restarted.get_weights()[0], float_model.get_weights()[0])
+    lineage = train.earlier_runs(str(tmp_path / "restart" / "best.keras"))
+    assert [run["checkpoint"] for run in lineage] == [
+        str(tmp_path / "run" / "best.keras"),
+        str(tmp_path / "restart" / "best.keras"),
+    ]
+    assert [run["epochs"] for run in lineage] == [1, 1]
+    assert "--init" in lineage[1]["command"] and "--init" not in lineage[0]["command"]
 
     assert evaluate.main(["--model", str(stem.with_suffix(".tflite")), "--data", str(dataset)]) == 0
     assert (stem.parent / "emotion_int8_confusion.png").is_file()

@@ -6,8 +6,9 @@ in FER2013's label order (:data:`training.EMOTIONS`).
 Decoding 32k JPEGs takes a while on a Pi-class desktop, so the result is cached as an ``.npz``.
 The data folder may be read-only (the shared copy is), so the cache lives in a cache directory
 instead of beside the data: ``$MOODMELODY_CACHE`` if set, else ``~/.cache/moodmelody/``, or the
-``cache_dir`` argument. A cache file is keyed by a hash of the source file list (relative names,
-sizes and modification times), so adding, removing or touching a file invalidates it.
+``cache_dir`` argument. A cache file is named by the source (its resolved path) and keyed by a
+hash of its file list (relative names, sizes and modification times), so adding, removing or
+touching a file invalidates it; the new decode then replaces the source's stale cache file.
 """
 
 from __future__ import annotations
@@ -49,17 +50,24 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("MOODMELODY_CACHE", Path.home() / ".cache" / "moodmelody"))
 
 
-def _fingerprint(files: list[Path], root: Path) -> str:
-    digest = hashlib.sha256()
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _cache_name(source: Path, files: list[Path]) -> tuple[str, str]:
+    """``(stem, key)``: the stem names the source (a folder or the CSV), the key its files."""
+    root = source if source.is_dir() else source.parent
+    listing = []
     for path in files:
         stat = path.stat()
-        digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
+        listing.append(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n")
+    return f"fer2013-{_short_hash(str(source.resolve()))}", _short_hash("".join(listing))
 
 
-def _cached(key: str, cache_dir: Path | None, decode) -> dict[str, np.ndarray]:
+def _cached(name: tuple[str, str], cache_dir: Path | None, decode) -> dict[str, np.ndarray]:
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = cache_dir / f"fer2013-{key}.npz"
+    stem, key = name
+    path = cache_dir / f"{stem}-{key}.npz"
     if path.exists():
         log.info("loading cached decode %s", path)
         with np.load(path) as cached:
@@ -69,6 +77,9 @@ def _cached(key: str, cache_dir: Path | None, decode) -> dict[str, np.ndarray]:
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)
     tmp.replace(path)
+    for stale in cache_dir.glob(f"{stem}-*.npz"):
+        if stale != path:
+            stale.unlink(missing_ok=True)
     log.info("cached decode to %s", path)
     return arrays
 
@@ -105,7 +116,7 @@ def load_folder(split_dir: Path | str, cache_dir: Path | None = None) -> Split:
         images = np.stack([_decode_image(p) for p, _ in files]) if files else _empty()
         return {"images": images, "labels": np.array([lab for _, lab in files], np.int64)}
 
-    arrays = _cached(_fingerprint([p for p, _ in files], split_dir), cache_dir, decode)
+    arrays = _cached(_cache_name(split_dir, [p for p, _ in files]), cache_dir, decode)
     return Split(arrays["images"], arrays["labels"], names)
 
 
@@ -132,7 +143,7 @@ def load_csv(csv_path: Path | str, cache_dir: Path | None = None) -> dict[str, S
             arrays[f"{name}_labels"] = np.array(labels, np.int64)
         return arrays
 
-    arrays = _cached(_fingerprint([csv_path], csv_path.parent), cache_dir, decode)
+    arrays = _cached(_cache_name(csv_path, [csv_path]), cache_dir, decode)
     return {
         name: Split(
             arrays[f"{name}_images"],
