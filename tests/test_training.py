@@ -89,6 +89,37 @@ def test_cache_is_reused_and_invalidated_when_the_data_changes(dataset: Path) ->
     assert len(list(cache.glob("*.npz"))) == 2
 
 
+def test_a_warm_restart_knows_the_runs_it_descends_from(tmp_path: Path) -> None:
+    from training import train
+
+    def run(name: str, epochs: int, best: int, init: str | None) -> str:
+        folder = tmp_path / name
+        folder.mkdir()
+        history = [{"epoch": e, "val_accuracy": e / 10} for e in range(1, epochs + 1)]
+        state = {"init": init, "command": f"train {name}", "epoch": epochs, "best_epoch": best}
+        state |= {"seconds": 60.4 * epochs, "history": history}
+        (folder / "state.json").write_text(json.dumps(state))
+        return str(folder)
+
+    first = run("first", 5, 3, None)
+    second = run("second", 4, 4, f"{first}/best.keras")
+    chain = train.ancestors(f"{second}/last.keras")
+    assert [state["command"] for _, state in chain] == ["train first", "train second"]
+    summary = train.earlier_runs(chain)
+    assert [(r["epochs"], r["epochs_used"], r["seconds"]) for r in summary] == [
+        (5, 3, 302),
+        (4, 4, 242),
+    ]
+
+    history, restarts = train.full_history(chain, [{"epoch": 1, "val_accuracy": 0.9}])
+    # first's epochs 1-3 (best.keras stops there), second's 1-4, then this run's epoch 1.
+    assert [h["epoch"] for h in history] == list(range(1, 9))
+    assert [h["val_accuracy"] for h in history] == [0.1, 0.2, 0.3, 0.1, 0.2, 0.3, 0.4, 0.9]
+    assert restarts == [3, 7]
+    assert train.ancestors(None) == []
+    assert train.full_history([], history[:2]) == (history[:2], [])
+
+
 @pytest.mark.training
 def test_short_training_exports_a_model_the_device_runtime_loads(
     dataset: Path, tmp_path: Path
@@ -134,7 +165,7 @@ def test_short_training_exports_a_model_the_device_runtime_loads(
     assert train.main([*common, *recipe, *restart, "--learning-rate", "0", "--no-export"]) == 0
     restarted = keras.models.load_model(tmp_path / "restart" / "last.keras")
     np.testing.assert_array_equal(restarted.get_weights()[0], float_model.get_weights()[0])
-    lineage = train.earlier_runs(str(tmp_path / "restart" / "best.keras"))
+    lineage = train.earlier_runs(train.ancestors(str(tmp_path / "restart" / "best.keras")))
     assert [run["checkpoint"] for run in lineage] == [
         str(tmp_path / "run" / "best.keras"),
         str(tmp_path / "restart" / "best.keras"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,11 @@ def _pyplot():
     return plt
 
 
-def plot_curves(history: list[dict[str, Any]], path: Path | str) -> None:
-    """Loss and accuracy per epoch, training and validation."""
+def plot_curves(
+    history: list[dict[str, Any]], path: Path | str, restarts: Sequence[int] = ()
+) -> None:
+    """Loss and accuracy per epoch, training and validation; a dotted line after each epoch
+    where a warm restart began."""
     plt = _pyplot()
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -26,6 +30,9 @@ def plot_curves(history: list[dict[str, Any]], path: Path | str) -> None:
         for prefix, style in (("", "-"), ("val_", "--")):
             key = prefix + metric
             ax.plot(epochs, [h.get(key, np.nan) for h in history], style, label=key)
+        for i, epoch in enumerate(restarts):
+            label = "warm restart" if i == 0 else None
+            ax.axvline(epoch + 0.5, color="grey", linestyle=":", linewidth=1, label=label)
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.grid(alpha=0.3)

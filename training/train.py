@@ -142,6 +142,56 @@ def _write_state(run_dir: Path, state: dict[str, Any]) -> None:
     tmp.replace(run_dir / "state.json")
 
 
+def ancestors(init: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """The runs a warm restart descends from, oldest first: ``(checkpoint, state)`` with the
+    ``state.json`` of the run that wrote the checkpoint (``{}`` when that file is gone)."""
+    chain: list[tuple[str, dict[str, Any]]] = []
+    while init:
+        state_file = Path(init).parent / "state.json"
+        state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+        chain.append((init, state))
+        init = state.get("init")
+    return chain[::-1]
+
+
+def _epochs_used(checkpoint: str, state: dict[str, Any]) -> int:
+    """How many of its run's epochs a checkpoint holds: ``best.keras`` stops at the best one."""
+    return state.get("best_epoch" if Path(checkpoint).name == "best.keras" else "epoch", 0)
+
+
+def earlier_runs(chain: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """What the model's JSON says of each earlier run: command, epochs, time, machine."""
+    return [
+        {
+            "checkpoint": checkpoint,
+            "command": state.get("command"),
+            "epochs": state.get("epoch"),
+            "epochs_used": _epochs_used(checkpoint, state),
+            "seconds": round(state.get("seconds", 0.0)),
+            "machine": state.get("machine"),
+        }
+        for checkpoint, state in chain
+    ]
+
+
+def full_history(
+    chain: list[tuple[str, dict[str, Any]]], history: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """The earlier runs' histories (up to the epoch each checkpoint holds) and this run's, end
+    to end with epochs counted from the first, and the epochs after which each restart began."""
+    joined: list[dict[str, Any]] = []
+    restarts = []
+    for checkpoint, state in chain:
+        used = _epochs_used(checkpoint, state)
+        offset = len(joined)
+        kept = [h for h in state.get("history", []) if h["epoch"] <= used]
+        joined += [{**h, "epoch": offset + h["epoch"]} for h in kept]
+        restarts.append(len(joined))
+    offset = len(joined)
+    joined += [{**h, "epoch": offset + h["epoch"]} for h in history]
+    return joined, restarts
+
+
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.processor() or ''}".strip(
         ", "
@@ -150,6 +200,7 @@ def machine() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     recipe = {key: getattr(args, key) for key in RECIPE_DEFAULTS}
     configure_tf(args.threads, args.seed)
@@ -194,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             "data": describe(args.data),
             "limit": args.limit,
             "init": str(args.init) if args.init else None,
-            "command": " ".join([Path(sys.executable).name, "-m", "training.train", *sys.argv[1:]]),
+            "command": " ".join([Path(sys.executable).name, "-m", "training.train", *argv]),
             "machine": machine(),
             "epoch": 0,
             "best_val_accuracy": -1.0,
@@ -216,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     from training.report import plot_curves
 
-    plot_curves(state["history"], run_dir / "curves.png")
+    chain = ancestors(state.get("init"))
+    history, restarts = full_history(chain, state["history"])
+    plot_curves(history, run_dir / "curves.png", restarts)
     if args.no_export:
         return 0
 
@@ -227,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         images[fit_idx], labels[fit_idx], args.representative, args.seed
     )
     counts = np.bincount(labels, minlength=len(EMOTIONS))
+    lineage = earlier_runs(chain)
     metadata = {
         "recipe": recipe,
         "training": {
@@ -236,10 +290,12 @@ def main(argv: list[str] | None = None) -> int:
             "class_counts": dict(zip(EMOTIONS, counts.tolist(), strict=True)),
             "validation": f"{args.val_fraction:.0%} of Training, stratified, seed {args.seed}",
             "epochs": state["epoch"],
-            "init": state.get("init"),
+            "earlier_runs": lineage,
             "best_epoch": state["best_epoch"],
             "best_val_accuracy": round(state["best_val_accuracy"], 4),
             "seconds": round(state.get("seconds", 0.0)),
+            "seconds_with_earlier_runs": round(state.get("seconds", 0.0))
+            + sum(run.get("seconds", 0) for run in lineage),
             "command": state["command"],
             "machine": state["machine"],
             "parameters": int(best.count_params()),
