@@ -119,8 +119,11 @@ class SetupWalk:
 
     def submit(self, css: str) -> None:
         """Click a submit button and wait for the next page to replace this one."""
+        self.click_to_next_page(self.find(css))
+
+    def click_to_next_page(self, button: WebElement) -> None:
         old = self.driver.find_element(By.TAG_NAME, "html")
-        self.find(css).click()
+        button.click()
         self.wait().until(lambda _driver: replaced(old))
 
     def notice(self) -> str:
@@ -187,9 +190,7 @@ class SetupWalk:
         for result in results.find_elements(By.CSS_SELECTOR, "li"):
             if name in result.text:
                 self.screenshot("05-playlists-search")
-                old = self.driver.find_element(By.TAG_NAME, "html")
-                result.find_element(By.CSS_SELECTOR, "button").click()
-                self.wait().until(until.staleness_of(old))
+                self.click_to_next_page(result.find_element(By.CSS_SELECTOR, "button"))
                 break
         else:
             raise AssertionError(f"{name} not among the results for {query!r}")
