@@ -121,6 +121,40 @@ def test_a_warm_restart_knows_the_runs_it_descends_from(tmp_path: Path) -> None:
 
 
 @pytest.mark.training
+def test_mixup_blends_each_face_with_its_neighbour_and_the_labels_alike() -> None:
+    import tensorflow as tf
+
+    from training.pipeline import mixup, train_dataset
+
+    # Seven faces, each a flat grey level, each its own emotion and sample weight.
+    grey = np.arange(1, 8, dtype=np.float32) * 30
+    images = tf.constant(np.broadcast_to(grey[:, None, None, None], (7, 48, 48, 1)))
+    targets, weights = tf.eye(7), tf.constant(np.arange(1, 8, dtype=np.float32))
+    seed = tf.constant([1234, 5], tf.int64)
+
+    x, y, w = (t.numpy() for t in mixup(images, targets, weights, 0.4, seed))
+    lam = np.diag(y)
+    previous = np.roll(np.arange(7), 1)
+    assert np.allclose(y.sum(axis=1), 1.0)
+    assert np.allclose(y[np.arange(7), previous], 1 - lam)
+    assert np.allclose(x[:, 0, 0, 0], lam * grey + (1 - lam) * grey[previous], atol=1e-3)
+    assert np.allclose(x.std(axis=(1, 2, 3)), 0.0, atol=1e-3)  # a whole-face blend, no patch
+    assert np.allclose(w, lam * weights.numpy() + (1 - lam) * weights.numpy()[previous])
+    assert lam.min() > 0 and not np.allclose(lam, lam[0])
+
+    again = mixup(images, targets, weights, 0.4, seed)[1].numpy()
+    other = mixup(images, targets, weights, 0.4, seed + 1)[1].numpy()
+    assert np.array_equal(y, again) and not np.allclose(y, other)
+
+    faces = np.random.default_rng(0).integers(0, 256, (64, 48, 48), np.uint8)
+    labels = np.arange(64) % 7
+    for alpha, soft in ((0.0, False), (0.4, True)):
+        dataset, _ = train_dataset(faces, labels, np.ones(7, np.float32), 7, 32, 1, 0, alpha)
+        batch_targets = next(iter(dataset))[1].numpy()
+        assert (batch_targets.max(axis=1) < 1).any() == soft
+
+
+@pytest.mark.training
 def test_short_training_exports_a_model_the_device_runtime_loads(
     dataset: Path, tmp_path: Path
 ) -> None:

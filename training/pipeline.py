@@ -86,6 +86,24 @@ def augment(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.where(mask[..., None], fill, images)
 
 
+def mixup(
+    images: tf.Tensor, targets: tf.Tensor, weights: tf.Tensor, alpha: float, seed: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Blend each example of a batch with the next one (mixup), ``λ ~ Beta(alpha, alpha)``
+    per example; targets and sample weights are blended with the same ``λ``."""
+    batch = tf.shape(images)[0]
+    gamma_seeds = tf.random.experimental.stateless_split(seed, num=2)
+    a = tf.random.stateless_gamma([batch], gamma_seeds[0], alpha)
+    b = tf.random.stateless_gamma([batch], gamma_seeds[1], alpha)
+    lam = a / tf.maximum(a + b, 1e-12)
+
+    def blend(x):
+        mix = tf.reshape(tf.cast(lam, x.dtype), [-1] + [1] * (len(x.shape) - 1))
+        return mix * x + (1 - mix) * tf.roll(x, shift=1, axis=0)
+
+    return blend(images), blend(targets), blend(weights)
+
+
 def train_dataset(
     images: np.ndarray,
     labels: np.ndarray,
@@ -94,12 +112,13 @@ def train_dataset(
     batch_size: int,
     seed: int,
     start_epoch: int = 0,
+    mixup_alpha: float = 0.0,
 ) -> tuple[tf.data.Dataset, int]:
     """An endless dataset of ``(x, one_hot, sample_weight)`` batches and its steps per epoch.
 
     Epoch ``e`` is a permutation seeded by ``(seed, e)`` and batch ``k`` of it is augmented
-    with a seed from ``(seed, e, k)``, so a run resumed at ``start_epoch`` sees exactly the
-    batches an uninterrupted run would have seen.
+    (and mixed, when ``mixup_alpha`` > 0) with a seed from ``(seed, e, k)``, so a run resumed
+    at ``start_epoch`` sees exactly the batches an uninterrupted run would have seen.
     """
     n = len(labels)
     steps = n // batch_size
@@ -115,8 +134,13 @@ def train_dataset(
         )
 
     def make_batch(e, k, index):
-        x = augment(tf.cast(tf.gather(pixels, index), tf.float32), tf.stack([seed, e * 100003 + k]))
-        return normalize(x), tf.gather(targets, index), tf.gather(sample_weights, index)
+        batch_seed = tf.stack([seed, e * 100003 + k])
+        x = augment(tf.cast(tf.gather(pixels, index), tf.float32), batch_seed)
+        y, w = tf.gather(targets, index), tf.gather(sample_weights, index)
+        if mixup_alpha > 0:
+            mix_seed = tf.random.experimental.stateless_fold_in(batch_seed, 1)
+            x, y, w = mixup(x, y, w, mixup_alpha, mix_seed)
+        return normalize(x), y, w
 
     dataset = (
         tf.data.Dataset.counter(start_epoch)

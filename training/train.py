@@ -36,6 +36,7 @@ RECIPE_DEFAULTS: dict[str, Any] = {
     "depths": [1, 2, 2, 2],
     "feature_size": 128,
     "dropout": 0.3,
+    "mixup": 0.0,
     "seed": 1234,
 }
 
@@ -219,8 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     fit_idx, val_idx = stratified_split(labels, args.val_fraction, args.seed)
     weights = class_weights(labels[fit_idx], len(EMOTIONS))
     train_ds, steps = train_dataset(
-        images[fit_idx], labels[fit_idx], weights, len(EMOTIONS), args.batch_size, args.seed
-    )
+        images[fit_idx], labels[fit_idx], weights, len(EMOTIONS), args.batch_size, args.seed,
+        mixup_alpha=recipe["mixup"],
+    )  # fmt: skip
     val_ds = eval_dataset(images[val_idx], labels[val_idx], len(EMOTIONS))
     log.info("train %d, validation %d, %d steps/epoch", len(fit_idx), len(val_idx), steps)
 
@@ -228,12 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     if (args.resume or args.export_only) and (run_dir / "last.keras").exists():
         state = json.loads((run_dir / "state.json").read_text())
-        if state["recipe"] != recipe:
+        # Keys added to the recipe later default to what those runs did.
+        if {**RECIPE_DEFAULTS, **state["recipe"]} != recipe:
             raise SystemExit(f"{run_dir} was trained with another recipe: {state['recipe']}")
         model = keras.models.load_model(run_dir / "last.keras")
         train_ds, steps = train_dataset(
             images[fit_idx], labels[fit_idx], weights, len(EMOTIONS), args.batch_size,
-            args.seed, start_epoch=state["epoch"],
+            args.seed, start_epoch=state["epoch"], mixup_alpha=recipe["mixup"],
         )  # fmt: skip
         log.info("resuming %s at epoch %d", run_dir, state["epoch"])
     else:
