@@ -120,6 +120,15 @@ def test_a_warm_restart_knows_the_runs_it_descends_from(tmp_path: Path) -> None:
     assert train.full_history([], history[:2]) == (history[:2], [])
 
 
+def test_a_run_recorded_before_mixup_existed_can_still_be_resumed() -> None:
+    from training.train import RECIPE_DEFAULTS, same_recipe
+
+    recorded = {key: value for key, value in RECIPE_DEFAULTS.items() if key != "mixup"}
+    assert same_recipe(recorded, dict(RECIPE_DEFAULTS))
+    assert not same_recipe(recorded, {**RECIPE_DEFAULTS, "mixup": 0.2})
+    assert not same_recipe({**recorded, "epochs": 40}, dict(RECIPE_DEFAULTS))
+
+
 @pytest.mark.training
 def test_mixup_blends_each_face_with_its_neighbour_and_the_labels_alike() -> None:
     import tensorflow as tf

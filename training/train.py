@@ -68,6 +68,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def same_recipe(recorded: dict[str, Any], recipe: dict[str, Any]) -> bool:
+    """Whether a run recorded with ``recorded`` can go on under ``recipe``; keys added to
+    :data:`RECIPE_DEFAULTS` since then read as their defaults, which is what that run did."""
+    return {**RECIPE_DEFAULTS, **recorded} == recipe
+
+
 def configure_tf(threads: int, seed: int) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -230,8 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     if (args.resume or args.export_only) and (run_dir / "last.keras").exists():
         state = json.loads((run_dir / "state.json").read_text())
-        # Keys added to the recipe later default to what those runs did.
-        if {**RECIPE_DEFAULTS, **state["recipe"]} != recipe:
+        if not same_recipe(state["recipe"], recipe):
             raise SystemExit(f"{run_dir} was trained with another recipe: {state['recipe']}")
         model = keras.models.load_model(run_dir / "last.keras")
         train_ds, steps = train_dataset(
