@@ -79,8 +79,11 @@ def configure_tf(threads: int, seed: int) -> None:
     import keras
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # main() called in a process that has already run TensorFlow
+        log.info("TensorFlow is already running: its thread counts stay as they are")
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
 
