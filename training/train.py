@@ -228,29 +228,14 @@ def main(argv: list[str] | None = None) -> int:
         images, labels = images[keep], labels[keep]
     fit_idx, val_idx = stratified_split(labels, args.val_fraction, args.seed)
     weights = class_weights(labels[fit_idx], len(EMOTIONS))
-    train_ds, steps = train_dataset(
-        images[fit_idx], labels[fit_idx], weights, len(EMOTIONS), args.batch_size, args.seed,
-        mixup_alpha=recipe["mixup"],
-    )  # fmt: skip
-    val_ds = eval_dataset(images[val_idx], labels[val_idx], len(EMOTIONS))
-    log.info("train %d, validation %d, %d steps/epoch", len(fit_idx), len(val_idx), steps)
-
     run_dir = args.run
     run_dir.mkdir(parents=True, exist_ok=True)
-    if (args.resume or args.export_only) and (run_dir / "last.keras").exists():
+    resuming = (args.resume or args.export_only) and (run_dir / "last.keras").exists()
+    if resuming:
         state = json.loads((run_dir / "state.json").read_text())
         if not same_recipe(state["recipe"], recipe):
             raise SystemExit(f"{run_dir} was trained with another recipe: {state['recipe']}")
-        model = keras.models.load_model(run_dir / "last.keras")
-        train_ds, steps = train_dataset(
-            images[fit_idx], labels[fit_idx], weights, len(EMOTIONS), args.batch_size,
-            args.seed, start_epoch=state["epoch"], mixup_alpha=recipe["mixup"],
-        )  # fmt: skip
-        log.info("resuming %s at epoch %d", run_dir, state["epoch"])
     else:
-        model = build_compiled(recipe, steps)
-        if args.init:  # weights only: the optimizer and its schedule start afresh
-            model.set_weights(keras.models.load_model(args.init).get_weights())
         state = {
             "recipe": recipe,
             "data": describe(args.data),
@@ -263,6 +248,21 @@ def main(argv: list[str] | None = None) -> int:
             "best_epoch": 0,
             "history": [],
         }
+
+    train_ds, steps = train_dataset(
+        images[fit_idx], labels[fit_idx], weights, len(EMOTIONS), args.batch_size, args.seed,
+        start_epoch=state["epoch"], mixup_alpha=recipe["mixup"],
+    )  # fmt: skip
+    val_ds = eval_dataset(images[val_idx], labels[val_idx], len(EMOTIONS))
+    log.info("train %d, validation %d, %d steps/epoch", len(fit_idx), len(val_idx), steps)
+
+    if resuming:
+        model = keras.models.load_model(run_dir / "last.keras")
+        log.info("resuming %s at epoch %d", run_dir, state["epoch"])
+    else:
+        model = build_compiled(recipe, steps)
+        if args.init:  # weights only: the optimizer and its schedule start afresh
+            model.set_weights(keras.models.load_model(args.init).get_weights())
     log.info("%d parameters", model.count_params())
 
     if state["epoch"] < recipe["epochs"] and not args.export_only:
