@@ -216,9 +216,66 @@ def test_short_training_exports_a_model_the_device_runtime_loads(
     assert [run["epochs"] for run in lineage] == [1, 1]
     assert "--init" in lineage[1]["command"] and "--init" not in lineage[0]["command"]
 
+    # A soup of the two runs is exported like a run; its JSON names what went into it.
+    from training import soup
+
+    soup_stem = tmp_path / "soup" / "emotion_int8"
+    ingredients = [str(tmp_path / "run" / "best.keras"), str(tmp_path / "restart" / "last.keras")]
+    soup_args = ["--run", str(tmp_path / "soup"), "--out", str(soup_stem), "--images", "100"]
+    soup_args += ["--representative", "35", "--no-evaluate"]
+    assert soup.main(["--data", str(dataset), *ingredients, *soup_args]) == 0
+    soup_meta = json.loads(soup_stem.with_suffix(".json").read_text())
+    made = soup_meta["training"]
+    assert [i["checkpoint"] for i in made["soup"]["ingredients"]] == ingredients
+    assert [run["checkpoint"] for run in made["earlier_runs"]] == ingredients
+    assert made["seconds_with_earlier_runs"] >= sum(run["seconds"] for run in lineage)
+    assert soup_meta["recipe"]["widths"] == [8, 8, 16, 16]
+    assert "learning_rate" not in soup_meta["recipe"], "the ingredients' rates differ"
+    soup_scores, _ = evaluate.Int8Model(soup_stem.with_suffix(".tflite"))(faces[0])
+    assert soup_scores.sum() == pytest.approx(1.0, abs=0.05)
+
     assert evaluate.main(["--model", str(stem.with_suffix(".tflite")), "--data", str(dataset)]) == 0
     assert (stem.parent / "emotion_int8_confusion.png").is_file()
     assert (tmp_path / "run" / "curves.png").is_file()
+
+
+def test_a_soup_is_the_mean_of_its_ingredients_and_of_their_common_recipe() -> None:
+    from training.soup import average_weights, shared_recipe
+
+    first = [np.array([[1.0, 2.0]]), np.array([0.0])]
+    second = [np.array([[3.0, 6.0]]), np.array([1.0])]
+    soup = average_weights([first, second])
+    np.testing.assert_array_equal(soup[0], [[2.0, 4.0]])
+    np.testing.assert_array_equal(soup[1], [0.5])
+    with pytest.raises(ValueError, match="not the same network"):
+        average_weights([first, [np.array([[1.0, 2.0, 3.0]]), np.array([0.0])]])
+    recipes = [{"widths": [8, 16], "seed": 1, "mixup": 0.0}, {"widths": [8, 16], "seed": 1}]
+    assert shared_recipe(recipes) == {"widths": [8, 16], "seed": 1}
+
+
+@pytest.mark.training
+def test_batchnorm_statistics_are_measured_again_layer_after_layer() -> None:
+    import keras
+
+    from training.model import build_model
+    from training.pipeline import normalize
+    from training.soup import recalibrate_batchnorm
+
+    model = build_model((4, 4, 8, 8), (1, 1, 1, 1), 8)
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in norms:  # statistics that fit no data, as after averaging
+        layer.moving_mean.assign(np.full(layer.moving_mean.shape, 3.0, np.float32))
+        layer.moving_variance.assign(np.full(layer.moving_variance.shape, 9.0, np.float32))
+    faces = np.random.default_rng(0).integers(0, 256, (50, 48, 48, 1), np.uint8)
+    images = normalize(faces).numpy()
+    recalibrate_batchnorm(model, images, batch_size=16)
+
+    # Each layer's statistics are those of its input in the network as it is at the end.
+    for layer in norms:
+        inputs = np.asarray(keras.Model(model.input, layer.input)(images, training=False))
+        inputs = inputs.reshape(-1, inputs.shape[-1])
+        np.testing.assert_allclose(layer.moving_mean.numpy(), inputs.mean(axis=0), atol=1e-4)
+        np.testing.assert_allclose(layer.moving_variance.numpy(), inputs.var(axis=0), rtol=1e-3)
 
 
 @pytest.mark.skipif(not MODEL.exists(), reason="no shipped model")

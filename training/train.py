@@ -284,48 +284,64 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_export:
         return 0
 
-    from training.export import export, representative_images
-
     best = keras.models.load_model(run_dir / "best.keras")
+    export_and_evaluate(best, args, state, images, labels, fit_idx, earlier_runs(chain))
+    return 0
+
+
+def export_and_evaluate(
+    best,
+    args: argparse.Namespace,
+    state: dict[str, Any],
+    images: np.ndarray,
+    labels: np.ndarray,
+    fit_idx: np.ndarray,
+    lineage: list[dict[str, Any]],
+) -> None:
+    """Export ``best`` to ``args.out`` with the JSON that says how it was made (``state``, and
+    ``lineage``: the earlier runs it comes from), then add the test-split figures to it."""
+    from training import EMOTIONS
+    from training.export import export, representative_images, write_json
+
+    recipe = state["recipe"]
     representative = representative_images(
-        images[fit_idx], labels[fit_idx], args.representative, args.seed
+        images[fit_idx], labels[fit_idx], args.representative, recipe["seed"]
     )
     counts = np.bincount(labels, minlength=len(EMOTIONS))
-    lineage = earlier_runs(chain)
-    metadata = {
-        "recipe": recipe,
-        "training": {
-            "data": state["data"],
-            "split": "Training",
-            "images": len(labels),
-            "class_counts": dict(zip(EMOTIONS, counts.tolist(), strict=True)),
-            "validation": f"{args.val_fraction:.0%} of Training, stratified, seed {args.seed}",
-            "epochs": state["epoch"],
-            "earlier_runs": lineage,
-            "best_epoch": state["best_epoch"],
-            "best_val_accuracy": round(state["best_val_accuracy"], 4),
-            "seconds": round(state.get("seconds", 0.0)),
-            "seconds_with_earlier_runs": round(state.get("seconds", 0.0))
-            + sum(run.get("seconds", 0) for run in lineage),
-            "command": state["command"],
-            "machine": state["machine"],
-            "parameters": int(best.count_params()),
-            "representative_images": len(representative),
-        },
+    validation = f"{recipe['val_fraction']:.0%} of Training, stratified, seed {recipe['seed']}"
+    seconds_by_run = {str(Path(run["checkpoint"]).parent): run["seconds"] for run in lineage}
+    training = {
+        "data": state["data"],
+        "split": "Training",
+        "images": len(labels),
+        "class_counts": dict(zip(EMOTIONS, counts.tolist(), strict=True)),
+        "validation": validation,
+        "epochs": state["epoch"],
+        "earlier_runs": lineage,
+        "best_epoch": state["best_epoch"],
+        "best_val_accuracy": round(state["best_val_accuracy"], 4),
+        "seconds": round(state.get("seconds", 0.0)),
+        "seconds_with_earlier_runs": round(state.get("seconds", 0.0))
+        + sum(seconds or 0 for seconds in seconds_by_run.values()),
+        "command": state["command"],
+        "machine": state["machine"],
+        "parameters": int(best.count_params()),
+        "representative_images": len(representative),
     }
-    document = export(best, representative, args.out, metadata)
+    if "soup" in state:
+        training["soup"] = state["soup"]
+    document = export(best, representative, args.out, {"recipe": recipe, "training": training})
     if args.no_evaluate:
-        return 0
+        return
 
     from training.evaluate import evaluate
-    from training.export import write_json
 
+    run_dir = args.run
     document["evaluation"] = evaluate(
         args.out.with_suffix(".tflite"), args.data, "test", run_dir / "best.keras", run_dir
     )
     write_json(args.out.with_suffix(".json"), document)
     log.info("PublicTest: %s", json.dumps(summary(document["evaluation"])))
-    return 0
 
 
 def summary(evaluation: dict[str, Any]) -> dict[str, Any]:
