@@ -119,6 +119,21 @@ def test_a_warm_restart_knows_the_runs_it_descends_from(tmp_path: Path) -> None:
     assert train.ancestors(None) == []
     assert train.full_history([], history[:2]) == (history[:2], [])
 
+    # A soup of both, and a restart from the soup: every run behind it, each once.
+    soup = tmp_path / "soup"
+    soup.mkdir()
+    ingredients = [{"checkpoint": f"{first}/best.keras"}, {"checkpoint": f"{second}/last.keras"}]
+    state = {"command": "soup", "epoch": 0, "seconds": 9.0, "soup": {"ingredients": ingredients}}
+    (soup / "state.json").write_text(json.dumps(state))
+    third = run("third", 2, 2, f"{soup}/best.keras")
+    everything = train.ancestry([f"{third}/best.keras", f"{first}/best.keras"])
+    commands = [state["command"] for _, state in everything]
+    assert commands == ["train first", "train second", "soup", "train third"]
+    assert [state["command"] for _, state in train.ancestors(f"{third}/best.keras")] == [
+        "soup",
+        "train third",
+    ]
+
 
 def test_a_run_recorded_before_mixup_existed_can_still_be_resumed() -> None:
     from training.train import RECIPE_DEFAULTS, same_recipe

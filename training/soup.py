@@ -21,7 +21,7 @@ import numpy as np
 
 from training.train import (
     RECIPE_DEFAULTS,
-    ancestors,
+    ancestry,
     configure_tf,
     earlier_runs,
     export_and_evaluate,
@@ -156,16 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.run / "state.json").write_text(json.dumps(state, indent=2))
     if args.out is None:
         args.out = args.run / "emotion_int8"
-    export_and_evaluate(soup, args, state, images, labels, fit_idx, lineage(args.ingredients))
+    lineage = earlier_runs(ancestry([str(path) for path in args.ingredients]))
+    export_and_evaluate(soup, args, state, images, labels, fit_idx, lineage)
     return 0
-
-
-def lineage(ingredients: list[Path]) -> list[dict[str, Any]]:
-    """The runs behind all the ingredients, each once, oldest first (see :func:`earlier_runs`)."""
-    chain: dict[str, dict[str, Any]] = {}
-    for path in ingredients:
-        chain.update(ancestors(str(path)))
-    return earlier_runs(list(chain.items()))
 
 
 if __name__ == "__main__":

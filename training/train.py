@@ -152,16 +152,46 @@ def _write_state(run_dir: Path, state: dict[str, Any]) -> None:
     tmp.replace(run_dir / "state.json")
 
 
+def _state_of(checkpoint: str) -> dict[str, Any]:
+    """The ``state.json`` of the run that wrote ``checkpoint`` (``{}`` when that file is gone)."""
+    state_file = Path(checkpoint).parent / "state.json"
+    return json.loads(state_file.read_text()) if state_file.is_file() else {}
+
+
 def ancestors(init: str | None) -> list[tuple[str, dict[str, Any]]]:
-    """The runs a warm restart descends from, oldest first: ``(checkpoint, state)`` with the
-    ``state.json`` of the run that wrote the checkpoint (``{}`` when that file is gone)."""
+    """The warm restarts a run descends from, oldest first: ``(checkpoint, state)`` along its
+    ``init`` line (a soup ends the line: it has several parents, see :func:`ancestry`)."""
     chain: list[tuple[str, dict[str, Any]]] = []
     while init:
-        state_file = Path(init).parent / "state.json"
-        state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+        state = _state_of(init)
         chain.append((init, state))
         init = state.get("init")
     return chain[::-1]
+
+
+def _parents(state: dict[str, Any]) -> list[str]:
+    """The checkpoints a run started from: a warm restart's ``init``, a soup's ingredients."""
+    if state.get("init"):
+        return [state["init"]]
+    return [ingredient["checkpoint"] for ingredient in state.get("soup", {}).get("ingredients", [])]
+
+
+def ancestry(checkpoints: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """Every run behind ``checkpoints``, each once, parents before children: the ``init`` of a
+    warm restart and the ingredients of a soup (:mod:`training.soup`) alike."""
+    found: dict[str, dict[str, Any]] = {}
+
+    def visit(checkpoint: str) -> None:
+        if checkpoint in found:
+            return
+        state = _state_of(checkpoint)
+        for parent in _parents(state):
+            visit(parent)
+        found[checkpoint] = state
+
+    for checkpoint in checkpoints:
+        visit(checkpoint)
+    return list(found.items())
 
 
 def _epochs_used(checkpoint: str, state: dict[str, Any]) -> int:
@@ -285,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     best = keras.models.load_model(run_dir / "best.keras")
-    export_and_evaluate(best, args, state, images, labels, fit_idx, earlier_runs(chain))
+    lineage = earlier_runs(ancestry([state["init"]] if state.get("init") else []))
+    export_and_evaluate(best, args, state, images, labels, fit_idx, lineage)
     return 0
 
 
