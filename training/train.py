@@ -316,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
 
     best = keras.models.load_model(run_dir / "best.keras")
     lineage = earlier_runs(ancestry([state["init"]] if state.get("init") else []))
-    export_and_evaluate(best, args, state, images, labels, fit_idx, lineage)
+    # The recipe as given: a run recorded before a key existed gets that key's default.
+    export_and_evaluate(best, args, {**state, "recipe": recipe}, images, labels, fit_idx, lineage)
     return 0
 
 
