@@ -10,7 +10,6 @@ layer, on clean training faces. The soup is written as ``<run>/best.keras`` with
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -26,6 +25,9 @@ from training.train import (
     earlier_runs,
     export_and_evaluate,
     machine,
+    state_of,
+    training_split,
+    write_state,
 )
 
 log = logging.getLogger(__name__)
@@ -82,10 +84,10 @@ def recalibrate_batchnorm(model, images: np.ndarray, batch_size: int = 256) -> N
 
 def ingredient_recipe(checkpoint: Path) -> dict[str, Any]:
     """The recipe of the run that wrote ``checkpoint`` (from its ``state.json``)."""
-    state_file = checkpoint.parent / "state.json"
-    if not state_file.is_file():
+    state = state_of(str(checkpoint))
+    if "recipe" not in state:
         raise SystemExit(f"{checkpoint}: no state.json beside it, so its recipe is unknown")
-    return {**RECIPE_DEFAULTS, **json.loads(state_file.read_text())["recipe"]}
+    return {**RECIPE_DEFAULTS, **state["recipe"]}
 
 
 def shared_recipe(recipes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -105,15 +107,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import keras
 
-    from training.data import describe, load_split, stratified_split
+    from training.data import describe
     from training.pipeline import normalize
 
-    train = load_split(args.data, "train", args.cache_dir)
-    images, labels = train.images, train.labels
-    if args.limit:
-        keep, _ = stratified_split(labels, 1 - args.limit / len(labels), recipe["seed"])
-        images, labels = images[keep], labels[keep]
-    fit_idx, val_idx = stratified_split(labels, recipe["val_fraction"], recipe["seed"])
+    images, labels, fit_idx, val_idx = training_split(
+        args.data, args.cache_dir, args.limit, recipe["val_fraction"], recipe["seed"]
+    )
     rng = np.random.default_rng(recipe["seed"])
     statistics_idx = np.sort(rng.permutation(fit_idx)[: args.images])
     faces = normalize(images[statistics_idx, ..., None]).numpy()
@@ -153,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         "history": [],
         "seconds": time.monotonic() - started,
     }
-    (args.run / "state.json").write_text(json.dumps(state, indent=2))
+    write_state(args.run, state)
     if args.out is None:
         args.out = args.run / "emotion_int8"
     lineage = earlier_runs(ancestry([str(path) for path in args.ingredients]))

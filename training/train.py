@@ -131,7 +131,7 @@ def make_checkpointer(run_dir: Path, state: dict[str, Any]):
             state["epoch"] = epoch + 1
             state["seconds"] = state.get("seconds", 0.0) + time.monotonic() - self.started
             state["history"].append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
-            _write_state(run_dir, state)
+            write_state(run_dir, state)
             log.info("epoch %d: %s", epoch + 1, json.dumps(state["history"][-1]))
 
         def on_epoch_begin(self, epoch, logs=None):
@@ -146,13 +146,29 @@ def _save(model, path: Path) -> None:
     tmp.replace(path)
 
 
-def _write_state(run_dir: Path, state: dict[str, Any]) -> None:
+def training_split(
+    data: Path, cache_dir: Path | None, limit: int, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Training's images and labels (only ``limit`` of them, class-balanced, when non-zero)
+    and the indices of the faces trained on and of the validation split held out of them."""
+    from training.data import load_split, stratified_split
+
+    train = load_split(data, "train", cache_dir)
+    images, labels = train.images, train.labels
+    if limit:
+        keep, _ = stratified_split(labels, 1 - limit / len(labels), seed)
+        images, labels = images[keep], labels[keep]
+    fit_idx, val_idx = stratified_split(labels, val_fraction, seed)
+    return images, labels, fit_idx, val_idx
+
+
+def write_state(run_dir: Path, state: dict[str, Any]) -> None:
     tmp = run_dir / "state.json.tmp"
     tmp.write_text(json.dumps(state, indent=2))
     tmp.replace(run_dir / "state.json")
 
 
-def _state_of(checkpoint: str) -> dict[str, Any]:
+def state_of(checkpoint: str) -> dict[str, Any]:
     """The ``state.json`` of the run that wrote ``checkpoint`` (``{}`` when that file is gone)."""
     state_file = Path(checkpoint).parent / "state.json"
     return json.loads(state_file.read_text()) if state_file.is_file() else {}
@@ -163,7 +179,7 @@ def ancestors(init: str | None) -> list[tuple[str, dict[str, Any]]]:
     ``init`` line (a soup ends the line: it has several parents, see :func:`ancestry`)."""
     chain: list[tuple[str, dict[str, Any]]] = []
     while init:
-        state = _state_of(init)
+        state = state_of(init)
         chain.append((init, state))
         init = state.get("init")
     return chain[::-1]
@@ -184,7 +200,7 @@ def ancestry(checkpoints: list[str]) -> list[tuple[str, dict[str, Any]]]:
     def visit(checkpoint: str) -> None:
         if checkpoint in found:
             return
-        state = _state_of(checkpoint)
+        state = state_of(checkpoint)
         for parent in _parents(state):
             visit(parent)
         found[checkpoint] = state
@@ -248,15 +264,12 @@ def main(argv: list[str] | None = None) -> int:
     import keras
 
     from training import EMOTIONS
-    from training.data import describe, load_split, stratified_split
+    from training.data import describe
     from training.pipeline import class_weights, eval_dataset, train_dataset
 
-    train = load_split(args.data, "train", args.cache_dir)
-    images, labels = train.images, train.labels
-    if args.limit:
-        keep, _ = stratified_split(labels, 1 - args.limit / len(labels), args.seed)
-        images, labels = images[keep], labels[keep]
-    fit_idx, val_idx = stratified_split(labels, args.val_fraction, args.seed)
+    images, labels, fit_idx, val_idx = training_split(
+        args.data, args.cache_dir, args.limit, args.val_fraction, args.seed
+    )
     weights = class_weights(labels[fit_idx], len(EMOTIONS))
     run_dir = args.run
     run_dir.mkdir(parents=True, exist_ok=True)
