@@ -173,7 +173,7 @@ def test_mixup_blends_each_face_with_its_neighbour_and_the_labels_alike() -> Non
     faces = np.random.default_rng(0).integers(0, 256, (64, 48, 48), np.uint8)
     labels = np.arange(64) % 7
     for alpha, soft in ((0.0, False), (0.4, True)):
-        dataset, _ = train_dataset(faces, labels, np.ones(7, np.float32), 7, 32, 1, 0, alpha)
+        dataset, _ = train_dataset(faces, np.eye(7)[labels], np.ones(64), 32, 1, 0, alpha)
         batch_targets = next(iter(dataset))[1].numpy()
         assert (batch_targets.max(axis=1) < 1).any() == soft
 
@@ -249,9 +249,55 @@ def test_short_training_exports_a_model_the_device_runtime_loads(
     soup_scores, _ = evaluate.Int8Model(soup_stem.with_suffix(".tflite"))(faces[0])
     assert soup_scores.sum() == pytest.approx(1.0, abs=0.05)
 
+    # A run distilled from the first is exported with its teacher named; resuming it with
+    # another teacher is refused.
+    teacher = str(tmp_path / "run" / "best.keras")
+    distilled = ["--run", str(tmp_path / "distilled"), "--no-evaluate"]
+    distilled += ["--out", str(tmp_path / "distilled" / "emotion_int8")]
+    distilled += ["--teacher", teacher, "--distill", "0.5"]
+    assert train.main([*common, *recipe, *distilled]) == 0
+    taught = json.loads((tmp_path / "distilled" / "emotion_int8.json").read_text())["training"]
+    assert taught["teachers"]["checkpoints"] == [teacher]
+    assert 0 <= taught["teachers"]["val_accuracy"] <= 1
+    other_teacher = [*distilled[:-3], str(tmp_path / "restart" / "best.keras"), "--distill", "0.5"]
+    with pytest.raises(SystemExit, match="other teachers"):
+        train.main([*common, *recipe, *other_teacher, "--resume"])
+
     assert evaluate.main(["--model", str(stem.with_suffix(".tflite")), "--data", str(dataset)]) == 0
     assert (stem.parent / "emotion_int8_confusion.png").is_file()
     assert (tmp_path / "run" / "curves.png").is_file()
+
+
+def test_distillation_targets_blend_the_label_with_the_teachers_scores() -> None:
+    from training.train import parse_args, training_targets
+
+    labels = np.array([0, 3])
+    teacher = np.full((2, 7), 1 / 7, np.float32)
+    np.testing.assert_array_equal(training_targets(labels, 7, None, 0.0), np.eye(7)[labels])
+    blended = training_targets(labels, 7, teacher, 0.7)
+    np.testing.assert_allclose(blended.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(blended[1, 3], 0.3 + 0.7 / 7, rtol=1e-6)
+    np.testing.assert_allclose(blended[1, 0], 0.7 / 7, rtol=1e-6)
+
+    for wrong in (["--distill", "0.5"], ["--teacher", "t.keras"], ["--distill", "1.5"]):
+        with pytest.raises(SystemExit):
+            parse_args(["--data", "d", *wrong])
+    assert parse_args(["--data", "d", "--teacher", "t.keras", "--distill", "0.5"]).distill == 0.5
+
+
+@pytest.mark.training
+def test_teachers_score_a_face_and_its_mirror_image_alike(tmp_path: Path) -> None:
+    from training.model import build_model
+    from training.train import teacher_scores
+
+    model = build_model((4, 4, 8, 8), (1, 1, 1, 1), 8)
+    model.save(tmp_path / "teacher.keras")
+    faces = np.random.default_rng(0).integers(0, 256, (6, 48, 48), np.uint8)
+    scores = teacher_scores([tmp_path / "teacher.keras"] * 2, faces)
+    mirrored = teacher_scores([tmp_path / "teacher.keras"], faces[:, :, ::-1].copy())
+    np.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(scores, mirrored, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(scores[0], scores[1]), "the faces differ, and so do their scores"
 
 
 def test_a_soup_is_the_mean_of_its_ingredients_and_of_their_common_recipe() -> None:

@@ -106,25 +106,27 @@ def mixup(
 
 def train_dataset(
     images: np.ndarray,
-    labels: np.ndarray,
-    weights: np.ndarray,
-    num_classes: int,
+    targets: np.ndarray,
+    sample_weights: np.ndarray,
     batch_size: int,
     seed: int,
     start_epoch: int = 0,
     mixup_alpha: float = 0.0,
 ) -> tuple[tf.data.Dataset, int]:
-    """An endless dataset of ``(x, one_hot, sample_weight)`` batches and its steps per epoch.
+    """An endless dataset of ``(x, target, sample_weight)`` batches and its steps per epoch.
+
+    ``targets`` holds one probability row per face (one-hot, or blended with a teacher's
+    scores when distilling); ``sample_weights`` one weight per face.
 
     Epoch ``e`` is a permutation seeded by ``(seed, e)`` and batch ``k`` of it is augmented
     (and mixed, when ``mixup_alpha`` > 0) with a seed from ``(seed, e, k)``, so a run resumed
     at ``start_epoch`` sees exactly the batches an uninterrupted run would have seen.
     """
-    n = len(labels)
+    n = len(targets)
     steps = n // batch_size
     pixels = tf.constant(images[..., None])
-    targets = tf.one_hot(tf.constant(labels), num_classes)
-    sample_weights = tf.constant(weights[labels])
+    targets = tf.constant(targets, tf.float32)
+    sample_weights = tf.constant(sample_weights, tf.float32)
 
     def epoch(e):
         order = tf.argsort(tf.random.stateless_uniform([n], tf.stack([seed, e])))

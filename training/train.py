@@ -37,6 +37,7 @@ RECIPE_DEFAULTS: dict[str, Any] = {
     "feature_size": 128,
     "dropout": 0.3,
     "mixup": 0.0,
+    "distill": 0.0,
     "seed": 1234,
 }
 
@@ -59,19 +60,49 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--init", type=Path, default=None, help="start from this checkpoint's weights (a restart)"
     )
     p.add_argument("--representative", type=int, default=500, help="images for calibration")
+    p.add_argument(
+        "--teacher",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="distil from these checkpoints (with --distill): their mean scores, face and mirror",
+    )
     for key, value in RECIPE_DEFAULTS.items():
         flag = "--" + key.replace("_", "-")
         if isinstance(value, list):
             p.add_argument(flag, type=int, nargs="+", default=value)
         else:
             p.add_argument(flag, type=type(value), default=value)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not 0.0 <= args.distill <= 1.0:
+        p.error(f"--distill must be between 0 and 1, not {args.distill}")
+    if bool(args.teacher) != (args.distill > 0):
+        p.error("--teacher and --distill go together: give both, or neither")
+    return args
 
 
 def same_recipe(recorded: dict[str, Any], recipe: dict[str, Any]) -> bool:
     """Whether a run recorded with ``recorded`` can go on under ``recipe``; keys added to
     :data:`RECIPE_DEFAULTS` since then read as their defaults, which is what that run did."""
     return {**RECIPE_DEFAULTS, **recorded} == recipe
+
+
+def teacher_scores(checkpoints: list[Path], images: np.ndarray) -> np.ndarray:
+    """The teachers' mean scores over each face and its mirror image (what distillation learns)."""
+    from training.evaluate import float_predict
+
+    mirrored = images[:, :, ::-1]
+    return np.mean([float_predict(c, x) for c in checkpoints for x in (images, mirrored)], axis=0)
+
+
+def training_targets(
+    labels: np.ndarray, num_classes: int, teacher: np.ndarray | None, distill: float
+) -> np.ndarray:
+    """One-hot labels, blended ``(1 - distill) : distill`` with the teacher's scores if any."""
+    one_hot = np.eye(num_classes, dtype=np.float32)[labels]
+    if teacher is None:
+        return one_hot
+    return ((1 - distill) * one_hot + distill * teacher).astype(np.float32)
 
 
 def configure_tf(threads: int, seed: int) -> None:
@@ -278,12 +309,15 @@ def main(argv: list[str] | None = None) -> int:
         state = json.loads((run_dir / "state.json").read_text())
         if not same_recipe(state["recipe"], recipe):
             raise SystemExit(f"{run_dir} was trained with another recipe: {state['recipe']}")
+        if state.get("teachers", []) != [str(t) for t in args.teacher]:
+            raise SystemExit(f"{run_dir} was distilled from other teachers: {state['teachers']}")
     else:
         state = {
             "recipe": recipe,
             "data": describe(args.data),
             "limit": args.limit,
             "init": str(args.init) if args.init else None,
+            "teachers": [str(t) for t in args.teacher],
             "command": " ".join([Path(sys.executable).name, "-m", "training.train", *argv]),
             "machine": machine(),
             "epoch": 0,
@@ -292,10 +326,23 @@ def main(argv: list[str] | None = None) -> int:
             "history": [],
         }
 
+    teacher = None
+    if args.teacher:
+        teacher = teacher_scores(args.teacher, images)
+        agreed = teacher[val_idx].argmax(axis=1) == labels[val_idx]
+        state["teacher_val_accuracy"] = float(np.mean(agreed))
+        log.info("teachers: validation %.4f", state["teacher_val_accuracy"])
+        teacher = teacher[fit_idx]
+    fit_labels = labels[fit_idx]
     train_ds, steps = train_dataset(
-        images[fit_idx], labels[fit_idx], weights, len(EMOTIONS), args.batch_size, args.seed,
-        start_epoch=state["epoch"], mixup_alpha=recipe["mixup"],
-    )  # fmt: skip
+        images[fit_idx],
+        training_targets(fit_labels, len(EMOTIONS), teacher, recipe["distill"]),
+        weights[fit_labels],
+        args.batch_size,
+        args.seed,
+        start_epoch=state["epoch"],
+        mixup_alpha=recipe["mixup"],
+    )
     val_ds = eval_dataset(images[val_idx], labels[val_idx], len(EMOTIONS))
     log.info("train %d, validation %d, %d steps/epoch", len(fit_idx), len(val_idx), steps)
 
@@ -375,6 +422,11 @@ def export_and_evaluate(
     }
     if "soup" in state:
         training["soup"] = state["soup"]
+    if state.get("teachers"):
+        training["teachers"] = {
+            "checkpoints": state["teachers"],
+            "val_accuracy": round(state["teacher_val_accuracy"], 4),
+        }
     document = export(best, representative, args.out, {"recipe": recipe, "training": training})
     if args.no_evaluate:
         return
