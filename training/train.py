@@ -326,8 +326,9 @@ def main(argv: list[str] | None = None) -> int:
             "history": [],
         }
 
+    training_left = state["epoch"] < recipe["epochs"] and not args.export_only
     teacher = None
-    if args.teacher:
+    if args.teacher and training_left:  # minutes of inference: only when it will be used
         teacher = teacher_scores(args.teacher, images)
         agreed = teacher[val_idx].argmax(axis=1) == labels[val_idx]
         state["teacher_val_accuracy"] = float(np.mean(agreed))
@@ -355,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
             model.set_weights(keras.models.load_model(args.init).get_weights())
     log.info("%d parameters", model.count_params())
 
-    if state["epoch"] < recipe["epochs"] and not args.export_only:
+    if training_left:
         model.fit(
             train_ds,
             validation_data=val_ds,
