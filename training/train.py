@@ -304,20 +304,22 @@ def main(argv: list[str] | None = None) -> int:
     weights = class_weights(labels[fit_idx], len(EMOTIONS))
     run_dir = args.run
     run_dir.mkdir(parents=True, exist_ok=True)
+    teachers = [str(t) for t in args.teacher]
     resuming = (args.resume or args.export_only) and (run_dir / "last.keras").exists()
     if resuming:
         state = json.loads((run_dir / "state.json").read_text())
         if not same_recipe(state["recipe"], recipe):
             raise SystemExit(f"{run_dir} was trained with another recipe: {state['recipe']}")
-        if state.get("teachers", []) != [str(t) for t in args.teacher]:
-            raise SystemExit(f"{run_dir} was distilled from other teachers: {state['teachers']}")
+        recorded_teachers = state.get("teachers", [])  # runs from before distillation: none
+        if recorded_teachers != teachers:
+            raise SystemExit(f"{run_dir} was distilled from other teachers: {recorded_teachers}")
     else:
         state = {
             "recipe": recipe,
             "data": describe(args.data),
             "limit": args.limit,
             "init": str(args.init) if args.init else None,
-            "teachers": [str(t) for t in args.teacher],
+            "teachers": teachers,
             "command": " ".join([Path(sys.executable).name, "-m", "training.train", *argv]),
             "machine": machine(),
             "epoch": 0,
