@@ -7,7 +7,7 @@ DATA ?= ../shared/datasets/fer2013
 APT_TEST_PACKAGES := mosquitto chromium chromium-driver systemd shellcheck
 HOST ?= pi@moodmelody.local
 
-.PHONY: setup setup-test run test lint check bench soak train evaluate face-model install deploy clean
+.PHONY: setup setup-test run test lint check bench soak train train-torch evaluate face-model install deploy clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -24,7 +24,7 @@ setup-test: $(PY)
 		echo "installing Debian packages: $$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
-	$(PIP) install --quiet -e '.[test,train]'
+	$(PIP) install --quiet -e '.[test,train,torch]'
 
 run: setup
 	$(VENV)/bin/moodmelody run $(ARGS)
@@ -49,6 +49,10 @@ soak: setup-test
 
 train: setup-test
 	$(PY) -m training.train --data $(DATA) $(ARGS)
+
+# The same recipe in PyTorch, for a CUDA GPU; export its run with `make train ARGS="--export-only …"`.
+train-torch: setup-test
+	$(PY) -m training.train_torch --data $(DATA) $(ARGS)
 
 evaluate: setup-test
 	$(PY) -m training.evaluate --model models/emotion_int8.tflite --data $(DATA)/test

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import shutil
 import socket
 import subprocess
@@ -10,7 +11,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
+
+from training import EMOTIONS
 
 REPO = Path(__file__).resolve().parent.parent
 FER2013 = REPO.parent / "shared/datasets/fer2013"
@@ -83,3 +88,38 @@ def mosquitto(tmp_path: Path) -> Iterator[Broker]:
     broker.start()
     yield broker
     broker.stop()
+
+
+PER_CLASS = {"train": 40, "test": 6}
+
+
+def fer_faces(split: str, emotion: str, count: int, seed: int) -> list[np.ndarray]:
+    """Real FER2013 faces when the shared copy is there, else seeded noise."""
+    folder = FER2013 / split / emotion
+    if folder.is_dir():
+        files = sorted(folder.iterdir())[:count]
+        return [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files]
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (48, 48), np.uint8) for _ in range(count)]
+
+
+@pytest.fixture
+def dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A small Kaggle-layout dataset and a fer2013.csv holding the same decoded pixels."""
+    monkeypatch.setenv("MOODMELODY_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "fer"
+    rows = []
+    for split, usage in (("train", "Training"), ("test", "PublicTest")):
+        for label, emotion in enumerate(EMOTIONS):
+            folder = root / split / emotion
+            folder.mkdir(parents=True)
+            for i, image in enumerate(fer_faces(split, emotion, PER_CLASS[split], label)):
+                path = folder / f"{usage}_{i:05d}.jpg"
+                cv2.imwrite(str(path), image)
+                decoded = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+                rows.append((label, " ".join(map(str, decoded.ravel())), usage))
+    with (root / "fer2013.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["emotion", "pixels", "Usage"])
+        writer.writerows(rows)
+    return root

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from pathlib import Path
@@ -11,45 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.conftest import PER_CLASS, fer_faces
 from training import EMOTIONS
 from training.data import load_csv, load_folder, load_split
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "datasets" / "fer2013"
 MODEL = ROOT / "models" / "emotion_int8.tflite"
-PER_CLASS = {"train": 40, "test": 6}
-
-
-def _images(split: str, emotion: str, count: int, seed: int) -> list[np.ndarray]:
-    """Real FER2013 faces when the shared copy is there, else seeded noise."""
-    folder = SHARED / split / emotion
-    if folder.is_dir():
-        files = sorted(folder.iterdir())[:count]
-        return [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files]
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (48, 48), np.uint8) for _ in range(count)]
-
-
-@pytest.fixture
-def dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A small Kaggle-layout dataset and a fer2013.csv holding the same decoded pixels."""
-    monkeypatch.setenv("MOODMELODY_CACHE", str(tmp_path / "cache"))
-    root = tmp_path / "fer"
-    rows = []
-    for split, usage in (("train", "Training"), ("test", "PublicTest")):
-        for label, emotion in enumerate(EMOTIONS):
-            folder = root / split / emotion
-            folder.mkdir(parents=True)
-            for i, image in enumerate(_images(split, emotion, PER_CLASS[split], label)):
-                path = folder / f"{usage}_{i:05d}.jpg"
-                cv2.imwrite(str(path), image)
-                decoded = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-                rows.append((label, " ".join(map(str, decoded.ravel())), usage))
-    with (root / "fer2013.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["emotion", "pixels", "Usage"])
-        writer.writerows(rows)
-    return root
 
 
 def test_folder_and_csv_loaders_agree(dataset: Path) -> None:
@@ -374,7 +340,7 @@ def test_shipped_model_is_consistent_with_its_json_and_head() -> None:
     # The float head applied to the int8 features reproduces the int8 scores.
     model = Int8Model(MODEL)
     rng = np.random.default_rng(0)
-    for image in [*_images("test", "happy", 5, seed=0), rng.integers(0, 256, (48, 48))]:
+    for image in [*fer_faces("test", "happy", 5, seed=0), rng.integers(0, 256, (48, 48))]:
         probs, feats = model(image.astype(np.uint8))
         logits = feats @ head["W"] + head["b"]
         expected = np.exp(logits - logits.max())

@@ -185,6 +185,13 @@ def stratified_split(
     return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
 
 
+def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Square-root inverse-frequency weights, scaled so the mean weight per sample is 1."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    weights = 1.0 / np.sqrt(np.maximum(counts, 1.0))
+    return (weights / (weights[labels].mean())).astype(np.float32)
+
+
 def describe(data: Path | str) -> str:
     """A short, machine-independent description of the data source (for the model's JSON)."""
     data = Path(data).resolve()

@@ -17,13 +17,6 @@ def normalize(pixels: tf.Tensor) -> tf.Tensor:
     return tf.cast(pixels, tf.float32) * SCALE + OFFSET
 
 
-def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Square-root inverse-frequency weights, scaled so the mean weight per sample is 1."""
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    weights = 1.0 / np.sqrt(np.maximum(counts, 1.0))
-    return (weights / (weights[labels].mean())).astype(np.float32)
-
-
 def augment(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """Augment a batch of ``[B, 48, 48, 1]`` float pixels (0..255), deterministically per seed.
 

@@ -105,6 +105,31 @@ def training_targets(
     return ((1 - distill) * one_hot + distill * teacher).astype(np.float32)
 
 
+def fit_targets(
+    teachers: list[Path],
+    recipe: dict[str, Any],
+    images: np.ndarray,
+    labels: np.ndarray,
+    fit_idx: np.ndarray,
+    val_idx: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """The faces trained on: their targets (distilled from ``teachers`` if any) and sample
+    weights (class weights), and the teachers' accuracy on the validation split (or None)."""
+    from training import EMOTIONS
+    from training.data import class_weights
+
+    fit_labels = labels[fit_idx]
+    weights = class_weights(fit_labels, len(EMOTIONS))
+    teacher, accuracy = None, None
+    if teachers:
+        teacher = teacher_scores(teachers, images)
+        accuracy = float(np.mean(teacher[val_idx].argmax(axis=1) == labels[val_idx]))
+        log.info("teachers: validation %.4f", accuracy)
+        teacher = teacher[fit_idx]
+    targets = training_targets(fit_labels, len(EMOTIONS), teacher, recipe["distill"])
+    return targets, weights[fit_labels], accuracy
+
+
 def configure_tf(threads: int, seed: int) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -155,10 +180,10 @@ def make_checkpointer(run_dir: Path, state: dict[str, Any]):
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
             val = float(logs.get("val_accuracy", 0.0))
-            _save(self.model, run_dir / "last.keras")
+            save_checkpoint(self.model, run_dir / "last.keras")
             if val > state["best_val_accuracy"]:
                 state.update(best_val_accuracy=val, best_epoch=epoch + 1)
-                _save(self.model, run_dir / "best.keras")
+                save_checkpoint(self.model, run_dir / "best.keras")
             state["epoch"] = epoch + 1
             state["seconds"] = state.get("seconds", 0.0) + time.monotonic() - self.started
             state["history"].append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
@@ -171,7 +196,7 @@ def make_checkpointer(run_dir: Path, state: dict[str, Any]):
     return Checkpointer()
 
 
-def _save(model, path: Path) -> None:
+def save_checkpoint(model, path: Path) -> None:
     tmp = path.with_name(path.stem + ".tmp.keras")
     model.save(tmp)
     tmp.replace(path)
@@ -296,12 +321,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from training import EMOTIONS
     from training.data import describe
-    from training.pipeline import class_weights, eval_dataset, train_dataset
+    from training.pipeline import eval_dataset, train_dataset
 
     images, labels, fit_idx, val_idx = training_split(
         args.data, args.cache_dir, args.limit, args.val_fraction, args.seed
     )
-    weights = class_weights(labels[fit_idx], len(EMOTIONS))
     run_dir = args.run
     run_dir.mkdir(parents=True, exist_ok=True)
     teachers = [str(t) for t in args.teacher]
@@ -329,18 +353,16 @@ def main(argv: list[str] | None = None) -> int:
         }
 
     training_left = state["epoch"] < recipe["epochs"] and not args.export_only
-    teacher = None
-    if args.teacher and training_left:  # minutes of inference: only when it will be used
-        teacher = teacher_scores(args.teacher, images)
-        agreed = teacher[val_idx].argmax(axis=1) == labels[val_idx]
-        state["teacher_val_accuracy"] = float(np.mean(agreed))
-        log.info("teachers: validation %.4f", state["teacher_val_accuracy"])
-        teacher = teacher[fit_idx]
-    fit_labels = labels[fit_idx]
+    # Teachers take minutes of inference: they score the faces only when epochs are left.
+    targets, sample_weights, teacher_accuracy = fit_targets(
+        args.teacher if training_left else [], recipe, images, labels, fit_idx, val_idx
+    )
+    if teacher_accuracy is not None:
+        state["teacher_val_accuracy"] = teacher_accuracy
     train_ds, steps = train_dataset(
         images[fit_idx],
-        training_targets(fit_labels, len(EMOTIONS), teacher, recipe["distill"]),
-        weights[fit_labels],
+        targets,
+        sample_weights,
         args.batch_size,
         args.seed,
         start_epoch=state["epoch"],
