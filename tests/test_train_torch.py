@@ -106,6 +106,8 @@ def test_a_torch_run_exports_like_a_keras_run(dataset: Path, tmp_path: Path) -> 
     run, stem = tmp_path / "run", tmp_path / "models" / "emotion_int8"
     common = ["--data", str(dataset), "--run", str(run)]
     recipe = ["--epochs", "2", "--batch-size", "32", "--widths", "8", "8", "16", "16"]
+    with pytest.raises(SystemExit, match="--init is training\\.train's"):
+        train_torch.main([*common, *recipe, "--init", str(tmp_path / "some.keras")])
     assert train_torch.main([*common, *recipe]) == 0
 
     state = json.loads((run / "state.json").read_text())

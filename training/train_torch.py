@@ -8,7 +8,8 @@ and weight decay applied as Keras applies it, the same warm-up and cosine schedu
 smoothing, class weights, mixup and distillation. Every epoch it writes ``last.keras`` (and
 ``best.keras`` on a new best validation accuracy) through Keras on whatever backend is installed,
 and ``state.json`` in :mod:`training.train`'s form, so ``python -m training.train --export-only``
-with the same flags exports the run on a machine with TensorFlow. It does not resume.
+with the same flags exports the run on a machine with TensorFlow. It starts afresh: no
+``--resume`` or ``--init``.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def soft_cross_entropy(logits, targets, weights, label_smoothing: float):
     return (per_face * weights).mean()
 
 
-def evaluate(net: nn.Module, x: torch.Tensor, labels: torch.Tensor, label_smoothing: float):
+def validate(net: nn.Module, x: torch.Tensor, labels: torch.Tensor, label_smoothing: float):
     net.eval()
     with torch.no_grad():
         logits = torch.cat([net(batch) for batch in x.split(512)])
@@ -127,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    if args.resume:
-        raise SystemExit("train_torch does not resume: use training.train")
+    for flag in ("resume", "init", "export_only"):
+        if getattr(args, flag):
+            raise SystemExit(
+                f"--{flag.replace('_', '-')} is training.train's: train_torch starts afresh"
+            )
     recipe = {key: getattr(args, key) for key in RECIPE_DEFAULTS}
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(args.seed)
@@ -209,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             step += 1
             losses.append(loss.detach())
             correct.append((logits.argmax(1) == y.argmax(1)).float().mean().detach())
-        val_loss, val_accuracy = evaluate(net, val_x, val_labels, recipe["label_smoothing"])
+        val_loss, val_accuracy = validate(net, val_x, val_labels, recipe["label_smoothing"])
         keras_model.set_weights(net.keras_weights())
         save_checkpoint(keras_model, run_dir / "last.keras")
         if val_accuracy > state["best_val_accuracy"]:
