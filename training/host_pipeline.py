@@ -114,10 +114,3 @@ def train_batches(
                         yield pending.popleft().result()
 
     return batches(), steps
-
-
-def eval_arrays(
-    images: np.ndarray, labels: np.ndarray, num_classes: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised faces and one-hot labels, for ``validation_data``."""
-    return normalize(images)[..., None], np.eye(num_classes, dtype=np.float32)[labels]

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cudnn.benchmark = True
 
     from training.data import describe
-    from training.host_pipeline import eval_arrays, train_batches
+    from training.host_pipeline import normalize, train_batches
 
     images, labels, fit_idx, val_idx = training_split(
         args.data, args.cache_dir, args.limit, args.val_fraction, args.seed
@@ -155,8 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         args.seed,
         mixup_alpha=recipe["mixup"],
     )
-    val_x, _ = eval_arrays(images[val_idx], labels[val_idx], len(EMOTIONS))
-    val_x = torch.from_numpy(val_x).permute(0, 3, 1, 2).to(device)
+    val_x = torch.from_numpy(normalize(images[val_idx])[:, None]).to(device)  # NCHW
     val_labels = torch.from_numpy(labels[val_idx]).to(device)
 
     net = EmotionNet(recipe).to(device).to(memory_format=torch.channels_last)
