@@ -106,6 +106,7 @@ def test_a_torch_run_exports_like_a_keras_run(dataset: Path, tmp_path: Path) -> 
     run, stem = tmp_path / "run", tmp_path / "models" / "emotion_int8"
     common = ["--data", str(dataset), "--run", str(run)]
     recipe = ["--epochs", "2", "--batch-size", "32", "--widths", "8", "8", "16", "16"]
+    recipe += ["--grid", "3"]
     with pytest.raises(SystemExit, match="--init is training\\.train's"):
         train_torch.main([*common, *recipe, "--init", str(tmp_path / "some.keras")])
     assert train_torch.main([*common, *recipe]) == 0
@@ -120,9 +121,30 @@ def test_a_torch_run_exports_like_a_keras_run(dataset: Path, tmp_path: Path) -> 
     assert train.main([*common, *recipe, *export]) == 0
     meta = json.loads(stem.with_suffix(".json").read_text())
     assert meta["labels"] == list(EMOTIONS)
+    assert meta["recipe"]["grid"] == 3
     assert "training.train_torch" in meta["training"]["command"]
     faces = load_split(dataset, "test").images[::7]
     float_scores = keras.models.load_model(run / "best.keras")(normalize(faces[..., None]))
     int8 = evaluate.Int8Model(stem.with_suffix(".tflite"))
     int8_scores = np.stack([int8(face)[0] for face in faces])
     np.testing.assert_allclose(int8_scores, np.asarray(float_scores), atol=0.05)
+
+
+@pytest.mark.parametrize("grid", [1, 3])
+def test_the_torch_network_computes_what_the_keras_one_does(grid: int) -> None:
+    """With weights far from their initial ones, so a misread layout (the grid flattened in
+    NCHW order instead of Keras' NHWC) shows in the scores."""
+    torch = pytest.importorskip("torch")
+    from training.model import model_from_recipe
+    from training.train_torch import EmotionNet, max_difference
+
+    recipe = {**RECIPE_DEFAULTS, "widths": [4, 8, 8, 16], "depths": [1, 1, 1, 1], "grid": grid}
+    torch.manual_seed(0)
+    net = EmotionNet(recipe)
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.normal_(0.0, 0.5)
+    keras_model = model_from_recipe(recipe)
+    keras_model.set_weights(net.keras_weights())
+    faces = torch.randn(8, 1, 48, 48)
+    assert max_difference(net, keras_model, faces) < 1e-4

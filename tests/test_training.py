@@ -111,6 +111,27 @@ def test_a_run_recorded_before_mixup_existed_can_still_be_resumed() -> None:
 
 
 @pytest.mark.training
+def test_a_grid_averages_each_region_of_the_last_stage_separately() -> None:
+    import keras
+
+    from training.model import build_model
+
+    widths, depths = (4, 4, 8, 8), (1, 1, 1, 1)
+    model = build_model(widths, depths, 8, grid=3)
+    assert build_model(widths, depths, 8, grid=1).get_layer("features").kernel.shape == (8, 8)
+    assert model.get_layer("features").kernel.shape == (8 * 3 * 3, 8)
+
+    face = np.random.default_rng(0).uniform(-1, 1, (1, 48, 48, 1)).astype(np.float32)
+    last_stage = keras.Model(model.input, model.get_layer("s3c0_relu").output)(face)
+    flattened = keras.Model(model.input, model.get_layer("flatten").output)(face)
+    regions = np.asarray(last_stage)[0].reshape(3, 2, 3, 2, 8).mean(axis=(1, 3))  # [3, 3, 8]
+    np.testing.assert_allclose(np.asarray(flattened)[0], regions.reshape(-1), rtol=1e-5)
+
+    with pytest.raises(ValueError, match="grid 4 does not divide the last stage's 6×6 map"):
+        build_model(widths, depths, 8, grid=4)
+
+
+@pytest.mark.training
 def test_mixup_blends_each_face_with_its_neighbour_and_the_labels_alike() -> None:
     import tensorflow as tf
 

@@ -36,6 +36,7 @@ RECIPE_DEFAULTS: dict[str, Any] = {
     "depths": [1, 2, 2, 2],
     "feature_size": 128,
     "dropout": 0.3,
+    "grid": 1,
     "mixup": 0.0,
     "distill": 0.0,
     "seed": 1234,
@@ -147,11 +148,9 @@ def configure_tf(threads: int, seed: int) -> None:
 def build_compiled(recipe: dict[str, Any], steps_per_epoch: int):
     import keras
 
-    from training.model import build_model
+    from training.model import model_from_recipe
 
-    model = build_model(
-        tuple(recipe["widths"]), tuple(recipe["depths"]), recipe["feature_size"], recipe["dropout"]
-    )
+    model = model_from_recipe(recipe)
     warmup = recipe["warmup_epochs"] * steps_per_epoch
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=recipe["learning_rate"] / 10,

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from training import EMOTIONS
+from training.model import grid_pool
 from training.train import (
     RECIPE_DEFAULTS,
     fit_targets,
@@ -64,12 +65,14 @@ class EmotionNet(nn.Module):
                 ]
                 channels = width
         self.stages = nn.Sequential(*layers)
-        self.features = nn.Linear(channels, recipe["feature_size"])
+        self.grid_window = grid_pool(recipe["widths"], recipe["grid"])
+        self.features = nn.Linear(channels * recipe["grid"] ** 2, recipe["feature_size"])
         self.dropout = nn.Dropout(recipe["dropout"])
         self.logits = nn.Linear(recipe["feature_size"], len(EMOTIONS))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stages(x).mean(dim=(2, 3))
+        x = nn.functional.avg_pool2d(self.stages(x), self.grid_window)
+        x = x.permute(0, 2, 3, 1).flatten(1)  # Keras' Flatten reads NHWC
         return self.logits(self.dropout(torch.relu(self.features(x))))
 
     def keras_weights(self) -> list[np.ndarray]:
@@ -165,11 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.run
     run_dir.mkdir(parents=True, exist_ok=True)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "no GPU"
-    from training.model import build_model
+    from training.model import model_from_recipe
 
-    keras_model = build_model(
-        tuple(recipe["widths"]), tuple(recipe["depths"]), recipe["feature_size"], recipe["dropout"]
-    )
+    keras_model = model_from_recipe(recipe)
 
     state: dict[str, Any] = {
         "recipe": recipe,
