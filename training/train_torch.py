@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from training import EMOTIONS
-from training.model import grid_pool
+from training.model import grid_pool, model_from_recipe
 from training.train import (
     RECIPE_DEFAULTS,
     fit_targets,
@@ -168,8 +168,6 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.run
     run_dir.mkdir(parents=True, exist_ok=True)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "no GPU"
-    from training.model import model_from_recipe
-
     keras_model = model_from_recipe(recipe)
 
     state: dict[str, Any] = {
