@@ -57,7 +57,7 @@ train-torch: setup-test
 evaluate: setup-test
 	$(PY) -m training.evaluate --model models/emotion_int8.tflite --data $(DATA)/test
 
-# Re-extract the face detector from the mediapipe wheel and check its sha256.
+# Re-extract the face detectors from the mediapipe wheel and check their sha256.
 face-model: $(PY)
 	$(PY) models/fetch_face_detector.py
 

@@ -35,6 +35,7 @@ class Frame:
     rgb: np.ndarray  # H×W×3, uint8, RGB order
     timestamp: float  # seconds: capture time (monotonic) or, for a file, its media time
     index: int
+    still: bool = False  # one of a folder of unrelated images, not a moment of a stream
 
 
 class FrameSource(Protocol):
@@ -59,20 +60,49 @@ def _pace(media_time: float, started: float, realtime: bool) -> float:
     return due
 
 
-class Picamera2Source:
-    """The Raspberry Pi camera module through picamera2 (from apt on Raspberry Pi OS)."""
+def full_view_mode(modes: list[dict], width: int, height: int, fps: float) -> dict | None:
+    """The sensor mode to scale a width×height output from without narrowing the view.
 
-    def __init__(self, width: int, height: int) -> None:
+    picamera2 would otherwise take the mode nearest the output size, and on the Camera
+    Module 3 the 1536×864 mode is a crop of the sensor's centre, two thirds of its width.
+    Of the modes that read the whole sensor (the largest crop) and reach `fps`, the
+    smallest that is at least as large as the output; None lets picamera2 choose.
+    """
+
+    def crop_area(mode: dict) -> int:
+        return int(mode["crop_limits"][2]) * int(mode["crop_limits"][3])
+
+    def pixels(mode: dict) -> int:
+        return int(mode["size"][0]) * int(mode["size"][1])
+
+    if not modes:
+        return None
+    widest = max(crop_area(m) for m in modes)
+    candidates = [m for m in modes if crop_area(m) == widest and m.get("fps", fps) >= fps]
+    if not candidates:
+        return None
+    large_enough = [m for m in candidates if m["size"][0] >= width and m["size"][1] >= height]
+    return min(large_enough, key=pixels) if large_enough else max(candidates, key=pixels)
+
+
+class Picamera2Source:
+    """The Raspberry Pi camera module through picamera2 (from apt on Raspberry Pi OS), at
+    its full field of view."""
+
+    def __init__(self, width: int, height: int, fps: float) -> None:
         from picamera2 import Picamera2  # Pi-only; imported only when this source is used
 
         self._camera = Picamera2()
+        mode = full_view_mode(self._camera.sensor_modes, width, height, fps)
+        sensor = {"output_size": mode["size"], "bit_depth": mode["bit_depth"]} if mode else {}
         config = self._camera.create_video_configuration(
-            main={"size": (width, height), "format": "RGB888"}
+            main={"size": (width, height), "format": "RGB888"}, sensor=sensor
         )
         self._camera.configure(config)
         self._camera.start()
         self._index = 0
-        self.description = f"picamera2 ({width}×{height})"
+        scaled = f" from the {mode['size'][0]}×{mode['size'][1]} sensor mode" if mode else ""
+        self.description = f"picamera2 ({width}×{height}{scaled})"
 
     def read(self) -> Frame:
         try:
@@ -99,6 +129,8 @@ class OpenCVSource:
             raise CameraError(f"cannot open {spec!r}")
         self.is_file = isinstance(spec, str) and Path(spec).is_file()
         if not self.is_file:
+            # Webcams give their large modes at a usable rate only as MJPG.
+            self._capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
             self._capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
             self._capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
         self._fps = self._capture.get(cv2.CAP_PROP_FPS) or 25.0
@@ -151,7 +183,7 @@ class ImageSource:
             raise CameraError(f"cannot read image {path}")
         stamp = _pace(self._index * self._period, self._started, self._realtime)
         self._index += 1
-        return Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), stamp, self._index)
+        return Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), stamp, self._index, still=True)
 
     def close(self) -> None:
         pass
@@ -164,7 +196,7 @@ def open_source(
     if spec == "auto":
         problems = []
         try:
-            return Picamera2Source(width, height)
+            return Picamera2Source(width, height, fps)
         except ImportError:
             problems.append("picamera2: not installed")
         except Exception as err:  # picamera2 raises IndexError etc. when no camera is attached
@@ -175,7 +207,7 @@ def open_source(
         raise CameraError("no camera found (" + "; ".join(problems) + ")")
     if spec == "picamera2":
         try:
-            return Picamera2Source(width, height)
+            return Picamera2Source(width, height, fps)
         except Exception as err:
             raise CameraError(f"picamera2: {err.__class__.__name__}: {err}") from err
     if Path(spec).is_dir() or Path(spec).suffix.lower() in IMAGE_SUFFIXES:

@@ -19,6 +19,7 @@ def _check(name: str, probe: Callable[[], str]) -> CheckLine:
 
 def _camera(config: Config) -> str:
     from device.camera import open_source
+    from device.placement import describe_range
 
     source = open_source(
         config.camera.source,
@@ -34,7 +35,8 @@ def _camera(config: Config) -> str:
     if frame is None:
         raise RuntimeError(f"{source.description}: no frame")
     height, width = frame.rgb.shape[:2]
-    return f"{source.description}: {width}×{height} frame read"
+    reach = describe_range(width, height, config.camera.hfov_deg)
+    return f"{source.description}: {width}×{height} frame read; {reach}"
 
 
 def _models(config: Config) -> str:

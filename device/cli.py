@@ -93,6 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_detect(args: argparse.Namespace) -> int:
     from device.camera import CameraError, open_source
     from device.pipeline import Analyser
+    from device.placement import advice, face_distance_m
 
     config = load_config(_config_path(args))
     analyser = Analyser.from_config(config)
@@ -114,8 +115,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
             if frame is None:
                 break
             started = time.perf_counter()
-            results = analyser.analyse(frame.rgb)
+            results = analyser.analyse(frame.rgb, None if frame.still else frame.timestamp)
             elapsed_ms = (time.perf_counter() - started) * 1000
+            height, width = frame.rgb.shape[:2]
+            hfov = config.camera.hfov_deg
             faces = [
                 {
                     "box": [
@@ -125,6 +128,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
                         round(r.face.height),
                     ],
                     "score": round(r.face.score, 3),
+                    "distance_m": round(face_distance_m(r.face.width, width, hfov), 1),
+                    "advice": advice(r.face, width, height, hfov),
                     "emotion": analyser.labels[int(r.prediction.probabilities.argmax())],
                     "scores": {
                         label: round(float(p), 3)
@@ -146,7 +151,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
             else:
                 summary = (
                     ", ".join(
-                        f"{f['emotion']} {max(f['scores'].values()):.0%} at {f['box']}"
+                        f"{f['emotion']} {max(f['scores'].values()):.0%} at {f['box']} "
+                        f"~{f['distance_m']:g} m" + "".join(f" ({note})" for note in f["advice"])
                         for f in faces
                     )
                     or "no face"

@@ -112,8 +112,17 @@ class CameraConfig:
         "a video file | a stream URL | a folder of images",
     )
     fps: float = setting(5.0, "analysis rate cap, frames per second", minimum=0.1, maximum=60)
-    width: int = setting(640, "capture width, pixels", minimum=160, maximum=4096)
-    height: int = setting(480, "capture height, pixels", minimum=120, maximum=4096)
+    width: int = setting(
+        1536, "capture width, pixels (1536×864 sees faces to about 4 m)", minimum=160, maximum=4096
+    )
+    height: int = setting(864, "capture height, pixels", minimum=120, maximum=4096)
+    hfov_deg: float = setting(
+        66.0,
+        "the camera's horizontal field of view, degrees, for face distances: 66 Camera "
+        "Module 3, 102 its wide lens, 62 Camera Module 2, about 60-78 a USB webcam",
+        minimum=20,
+        maximum=180,
+    )
     enabled: bool = setting(True, "false stops analysing (privacy switch)")
 
 
@@ -122,7 +131,12 @@ class ModelsConfig:
     """[models]: the two networks and how they run."""
 
     face_detector: str = setting(
-        "models/face_detection_short_range.tflite", "BlazeFace short-range model file"
+        "models/face_detection_short_range.tflite",
+        "BlazeFace short-range model file: faces near the camera, and following a face found",
+    )
+    face_scanner: str = setting(
+        "models/face_detection_full_range_sparse.tflite",
+        "BlazeFace full-range model file: scans the frame for faces across the room",
     )
     emotion: str = setting(
         "models/emotion_int8.tflite", "emotion model; its metadata JSON sits beside it"

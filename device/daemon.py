@@ -29,6 +29,7 @@ from device.detector import Face
 from device.identity import device_id
 from device.mood import MoodChanged, MoodMachine, MoodSettings, PresenceChanged, combine_faces
 from device.pipeline import Analyser
+from device.placement import advice, face_distance_m
 from device.player import Intent, Player, make_player
 from device.sdnotify import Notifier, watchdog_interval
 from device.status import StatusBoard
@@ -36,6 +37,8 @@ from device.teach import CalibrationService, model_id
 from device.worker import PlayerWorker
 
 logger = logging.getLogger(__name__)
+
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 @dataclass(frozen=True)
@@ -195,7 +198,8 @@ class Daemon:
             )
 
     def snapshot(self) -> bytes | None:
-        """The last analysed frame as JPEG with the faces boxed, for the page's preview.
+        """The last analysed frame as JPEG with the faces boxed, their distance, and advice on
+        placing the camera (faces too small, at the edge), for the page's preview.
 
         Built on request, in memory, only when the user allowed the preview; never stored.
         """
@@ -204,10 +208,20 @@ class Daemon:
             return None
         rgb, faces = last
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        height, width = rgb.shape[:2]
+        hfov = self.controller.config.camera.hfov_deg
         for face in faces:
             top_left = (round(face.x), round(face.y))
             bottom_right = (round(face.x + face.width), round(face.y + face.height))
             cv2.rectangle(bgr, top_left, bottom_right, (80, 200, 80), 2)
+            distance = face_distance_m(face.width, width, hfov)
+            label_at = (top_left[0], max(top_left[1] - 8, 16))
+            cv2.putText(bgr, f"~{distance:.1f} m", label_at, _FONT, 0.7, (80, 200, 80), 2)
+        notes = advice(faces[0], width, height, hfov) if faces else ["no face in view"]
+        for row, note in enumerate(notes):
+            origin = (10, 28 + 26 * row)
+            cv2.putText(bgr, note, origin, _FONT, 0.6, (0, 0, 0), 4)
+            cv2.putText(bgr, note, origin, _FONT, 0.6, (60, 220, 255), 1)
         ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 80])
         return jpeg.tobytes() if ok else None
 
@@ -275,18 +289,18 @@ class Daemon:
                     self.stop_event.wait(period - (frame.timestamp - last_stamp))
                 continue
             last_stamp = frame.timestamp
-            self._analyse(frame.rgb, frame.timestamp)
+            self._analyse(frame.rgb, frame.timestamp, frame.still)
             frames += 1
             elapsed = time.monotonic() - window_start
             if elapsed >= 2.0:
                 self.status.update(fps=round(frames / elapsed, 1))
                 frames, window_start = 0, time.monotonic()
 
-    def _analyse(self, rgb: Any, now: float) -> None:
+    def _analyse(self, rgb: Any, now: float, still: bool) -> None:
         assert self.analyser is not None and self.machine is not None
         assert self.calibration is not None
         follow = self.controller.config.mood.follow
-        results = self.analyser.analyse(rgb, all_faces=follow == "room")
+        results = self.analyser.analyse(rgb, None if still else now, all_faces=follow == "room")
         preview = self.controller.config.web.preview
         self._last_view = (rgb, [r.face for r in results]) if preview else None
         calibrated = self.calibration.observe_frame(now, [r.prediction for r in results])

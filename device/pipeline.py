@@ -10,6 +10,7 @@ import numpy as np
 from device.classifier import EmotionClassifier, Prediction
 from device.config import Config
 from device.detector import Face, FaceDetector, crop_face
+from device.tracker import FaceTracker
 
 
 @dataclass(frozen=True)
@@ -19,10 +20,8 @@ class FaceResult:
 
 
 class Analyser:
-    def __init__(
-        self, detector: FaceDetector, classifier: EmotionClassifier, margin: float
-    ) -> None:
-        self.detector = detector
+    def __init__(self, tracker: FaceTracker, classifier: EmotionClassifier, margin: float) -> None:
+        self.tracker = tracker
         self.classifier = classifier
         self.margin = margin
 
@@ -32,27 +31,28 @@ class Analyser:
         # OpenCV would spread each resize over every core: costlier in CPU than in one thread
         # for frames this small, and the Pi has other work to do.
         cv2.setNumThreads(models.threads)
-        detector = FaceDetector(
-            config.model_path("face_detector"), models.threads, models.min_face_score
+        near, far = (
+            FaceDetector(config.model_path(key), models.threads, models.min_face_score)
+            for key in ("face_detector", "face_scanner")
         )
         classifier = EmotionClassifier(config.model_path("emotion"), models.threads)
-        return cls(detector, classifier, models.face_margin)
+        return cls(FaceTracker(near, far), classifier, models.face_margin)
 
     @property
     def labels(self) -> tuple[str, ...]:
         return self.classifier.labels
 
-    def analyse(self, rgb: np.ndarray, all_faces: bool = True) -> list[FaceResult]:
+    def analyse(
+        self, rgb: np.ndarray, now: float | None = None, all_faces: bool = True
+    ) -> list[FaceResult]:
         """Faces in the frame, largest first, each with its emotion (only the largest unless
-        `all_faces`)."""
-        faces = self.detector.detect(rgb)
-        if not faces:
-            return []
+        `all_faces`). With `now` (seconds) the frame is one of a stream and faces are
+        followed from frame to frame; without it, a still image scanned whole."""
+        faces = self.tracker.scan(rgb) if now is None else self.tracker.track(rgb, now)
         if not all_faces:
             faces = faces[:1]
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         size = self.classifier.input_size
         return [
-            FaceResult(face, self.classifier.predict(crop_face(gray, face, size, self.margin)))
+            FaceResult(face, self.classifier.predict(crop_face(rgb, face, size, self.margin)))
             for face in faces
         ]

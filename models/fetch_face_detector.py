@@ -1,7 +1,7 @@
-"""Re-extract the BlazeFace short-range model from the mediapipe wheel and check its sha256.
+"""Re-extract the BlazeFace models from the mediapipe wheel and check their sha256.
 
-The model is committed under models/; this script shows where it comes from and lets
-anyone verify it. It downloads the wheel from PyPI (run by hand: `make face-model`);
+The models are committed under models/; this script shows where they come from and lets
+anyone verify them. It downloads the wheel from PyPI (run by hand: `make face-model`);
 the device itself never depends on mediapipe.
 """
 
@@ -15,9 +15,15 @@ import zipfile
 from pathlib import Path
 
 WHEEL = "mediapipe==0.10.14"
-MEMBER = "mediapipe/modules/face_detection/face_detection_short_range.tflite"
-SHA256 = "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"
-TARGET = Path(__file__).resolve().parent / "face_detection_short_range.tflite"
+MODELS = {  # file in models/ -> sha256; each is mediapipe/modules/face_detection/<file>
+    "face_detection_short_range.tflite": (
+        "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"
+    ),
+    "face_detection_full_range_sparse.tflite": (
+        "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1"
+    ),
+}
+FOLDER = Path(__file__).resolve().parent
 
 
 def main() -> int:
@@ -41,15 +47,22 @@ def main() -> int:
             ],
             check=True,
         )
-        wheel = next(Path(tmp).glob("mediapipe-*.whl"))
-        data = zipfile.ZipFile(wheel).read(MEMBER)
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != SHA256:
-        print(f"sha256 mismatch: got {digest}, expected {SHA256}", file=sys.stderr)
-        return 1
-    TARGET.write_bytes(data)
-    print(f"{TARGET.name}: {len(data)} bytes, sha256 {digest} (ok)")
-    return 0
+        wheel = zipfile.ZipFile(next(Path(tmp).glob("mediapipe-*.whl")))
+        extracted = {
+            name: wheel.read(f"mediapipe/modules/face_detection/{name}") for name in MODELS
+        }
+    failed = 0
+    for name, data in extracted.items():
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != MODELS[name]:
+            print(
+                f"{name}: sha256 mismatch: got {digest}, expected {MODELS[name]}", file=sys.stderr
+            )
+            failed += 1
+            continue
+        (FOLDER / name).write_bytes(data)
+        print(f"{name}: {len(data)} bytes, sha256 {digest} (ok)")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

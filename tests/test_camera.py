@@ -9,7 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.camera import CameraError, Capture, Frame, ImageSource, OpenCVSource, open_source
+from device.camera import (
+    CameraError,
+    Capture,
+    Frame,
+    ImageSource,
+    OpenCVSource,
+    full_view_mode,
+    open_source,
+)
 from device.status import StatusBoard
 from tests.frames import background, write_clip
 from tests.waiting import wait_until
@@ -158,3 +166,45 @@ def test_switching_the_camera_off_closes_it() -> None:
         wait_until(lambda: status.get("camera_state") == "running")
     finally:
         capture.stop()
+
+
+def _modes(*rows: tuple[tuple[int, int], float, tuple[int, int, int, int]]) -> list[dict]:
+    return [
+        {"size": size, "fps": fps, "crop_limits": crop, "bit_depth": 10} for size, fps, crop in rows
+    ]
+
+
+# As `rpicam-hello --list-cameras` lists them.
+IMX708 = _modes(  # Camera Module 3
+    ((1536, 864), 120.13, (768, 432, 3072, 1728)),
+    ((2304, 1296), 56.03, (0, 0, 4608, 2592)),
+    ((4608, 2592), 14.35, (0, 0, 4608, 2592)),
+)
+IMX219 = _modes(  # Camera Module 2
+    ((640, 480), 206.65, (1000, 752, 1280, 960)),
+    ((1640, 1232), 41.85, (0, 0, 3280, 2464)),
+    ((1920, 1080), 47.57, (680, 692, 1920, 1080)),
+    ((3280, 2464), 21.19, (0, 0, 3280, 2464)),
+)
+
+
+@pytest.mark.parametrize(
+    ("modes", "size", "fps", "chosen"),
+    [
+        (IMX708, (1536, 864), 5, (2304, 1296)),  # not the cropped 1536×864 mode
+        (IMX708, (3000, 1700), 5, (4608, 2592)),
+        (IMX708, (3000, 1700), 30, (2304, 1296)),  # the full mode is too slow: largest fast one
+        (IMX219, (1536, 864), 5, (1640, 1232)),  # not the cropped 1920×1080 mode
+        (IMX219, (640, 480), 5, (1640, 1232)),
+    ],
+)
+def test_the_camera_module_keeps_its_full_field_of_view(
+    modes: list[dict], size: tuple[int, int], fps: float, chosen: tuple[int, int]
+) -> None:
+    """A cropped sensor mode would narrow the view and shrink the room the device sees."""
+    mode = full_view_mode(modes, *size, fps)
+    assert mode is not None and mode["size"] == chosen
+
+
+def test_no_sensor_modes_leaves_the_choice_to_picamera2() -> None:
+    assert full_view_mode([], 1536, 864, 5) is None

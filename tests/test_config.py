@@ -45,6 +45,10 @@ def test_values_are_read_and_ints_accepted_for_floats(tmp_path: Path) -> None:
     [
         ("[camera]\nfps = 0\n", "camera.fps", "out of range"),
         ('[camera]\nfps = "fast"\n', "camera.fps", "allowed: a number"),
+        ("[camera]\nhfov_deg = 10\n", "camera.hfov_deg", "out of range"),
+        ('[camera]\nhfov_deg = "wide"\n', "camera.hfov_deg", "allowed: a number from 20 to 180"),
+        ("[camera]\nwidth = 100\n", "camera.width", "out of range"),
+        ("[models]\nface_scanner = 3\n", "models.face_scanner", "allowed: a string"),
         ('[player]\nkind = "sonos"\n', "player.kind", "allowed: dry-run, spotify"),
         ("[mqtt]\nport = true\n", "mqtt.port", "allowed: an integer"),
         ("[camera]\nframerate = 5\n", "camera.framerate", "unknown key"),

@@ -112,5 +112,7 @@ def test_crop_at_the_edge_keeps_the_face_square(detector: FaceDetector) -> None:
     from device.detector import Face
 
     gray = np.arange(100 * 100, dtype=np.uint32).reshape(100, 100).astype(np.uint8)
-    crop = crop_face(gray, Face(-10, -10, 40, 30, 0.9), (48, 48), margin=0.2)
+    crop = crop_face(
+        np.repeat(gray[..., None], 3, axis=2), Face(-10, -10, 40, 30, 0.9), (48, 48), margin=0.2
+    )
     assert crop.shape == (48, 48)
