@@ -197,22 +197,39 @@ class FaceDetector:
         right = min(round(window.x + window.side), width)
         bottom = min(round(window.y + window.side), height)
         square = np.full((size, size, 3), -1.0, np.float32)  # black, once scaled
-        if right <= left or bottom <= top:
-            return square
+        # Trim to whole multiples of the shrink factor (see `shrink`): under a pixel of input.
+        factor = max(int(1 / scale), 1)
+        right = left + (right - left) // factor * factor
+        bottom = top + (bottom - top) // factor * factor
         out_x = max(round((left - window.x) * scale), 0)
         out_y = max(round((top - window.y) * scale), 0)
-        out_w = min(max(round((right - left) * scale), 1), size - out_x)
-        out_h = min(max(round((bottom - top) * scale), 1), size - out_y)
+        out_w = min(round((right - left) * scale), size - out_x)
+        out_h = min(round((bottom - top) * scale), size - out_y)
         if out_w <= 0 or out_h <= 0:
             return square
-        shrink = scale < 1
-        resized = cv2.resize(
-            rgb[top:bottom, left:right],
-            (out_w, out_h),
-            interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR,
-        )
-        square[out_y : out_y + out_h, out_x : out_x + out_w] = resized / 127.5 - 1.0
+        resized = shrink(rgb[top:bottom, left:right], (out_w, out_h))
+        square[out_y : out_y + out_h, out_x : out_x + out_w] = resized * np.float32(1 / 127.5) - 1
         return square
+
+
+def shrink(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`pixels` resized to `size` (width, height), averaging when shrinking (INTER_AREA).
+
+    OpenCV averages by a whole factor quickly and by any other factor slowly (5 ms against
+    1 ms for a 1000-pixel window here), so the whole part of the factor goes first on the
+    pixels that divide evenly, then a small resize does the rest.
+    """
+    out_w, out_h = size
+    factor = min(pixels.shape[1] // out_w, pixels.shape[0] // out_h)
+    if factor >= 2:
+        rows, cols = pixels.shape[0] // factor * factor, pixels.shape[1] // factor * factor
+        pixels = cv2.resize(
+            pixels[:rows, :cols], (cols // factor, rows // factor), interpolation=cv2.INTER_AREA
+        )
+    if pixels.shape[1] == out_w and pixels.shape[0] == out_h:
+        return pixels
+    shrinking = pixels.shape[1] > out_w
+    return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
 def crop_face(rgb: np.ndarray, face: Face, size: tuple[int, int], margin: float) -> np.ndarray:

@@ -39,7 +39,7 @@ class TrackerSettings:
     quiet_windows: int = 1  # ... once nobody has been seen for `eager_s`
     eager_s: float = 30.0
     busy_windows: int = 1  # scan windows per frame during the slow scan
-    rescan_s: float = 10.0  # while someone is followed, start a slow scan this often
+    rescan_s: float = 20.0  # while someone is followed, start a slow scan this often
     max_faces: int = 4  # faces followed at once (the largest: the nearest)
 
 

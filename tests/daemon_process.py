@@ -20,7 +20,7 @@ import numpy as np
 
 from device.config import Config
 from device.pipeline import Analyser
-from tests.frames import background, face_files, face_frame, read_gray, write_clip
+from tests.frames import FRAME_SIZE, background, face_files, face_frame, read_gray, write_clip
 
 REPO = Path(__file__).resolve().parent.parent
 MOOD_LINE = re.compile(r"mood changed: (\w+) -> (\w+) at t=([\d.]+) s")
@@ -49,7 +49,11 @@ def confident_faces(fer2013: Path, emotion: str, count: int = 8) -> tuple[Path, 
 
 
 def build_clip(
-    path: Path, fer2013: Path, segments: list[tuple[str | None, float]], fps: float
+    path: Path,
+    fer2013: Path,
+    segments: list[tuple[str | None, float]],
+    fps: float,
+    size: tuple[int, int] = FRAME_SIZE,
 ) -> Path:
     """A clip of `segments`: (emotion or None for nobody, seconds), a new face each frame."""
     frames = []
@@ -57,9 +61,9 @@ def build_clip(
         faces = confident_faces(fer2013, emotion) if emotion else ()
         for i in range(round(seconds * fps)):
             if emotion:
-                frames.append(face_frame(read_gray(faces[i % len(faces)]), seed=i))
+                frames.append(face_frame(read_gray(faces[i % len(faces)]), seed=i, size=size))
             else:
-                frames.append(background(seed=i))
+                frames.append(background(seed=i, size=size))
     return write_clip(path, frames, fps)
 
 

@@ -129,7 +129,7 @@ def test_a_moving_face_is_followed_with_one_small_inference_a_frame(
     assert all(
         is_found(faces, truth) for faces, truth in zip(seen[first:], truths[first:], strict=True)
     )
-    assert tracker.inferences - calls <= 30 + 2  # one per frame; a slow scan is 10 s away
+    assert tracker.inferences - calls <= 30 + 2  # one per frame; the next scan is 20 s away
 
 
 def test_a_lost_face_starts_a_scan_and_is_found_again(
