@@ -29,7 +29,7 @@ from device.detector import Face
 from device.identity import device_id
 from device.mood import MoodChanged, MoodMachine, MoodSettings, PresenceChanged, combine_faces
 from device.pipeline import Analyser
-from device.placement import advice, face_distance_m
+from device.placement import draw_preview
 from device.player import Intent, Player, make_player
 from device.sdnotify import Notifier, watchdog_interval
 from device.status import StatusBoard
@@ -37,8 +37,6 @@ from device.teach import CalibrationService, model_id
 from device.worker import PlayerWorker
 
 logger = logging.getLogger(__name__)
-
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 @dataclass(frozen=True)
@@ -207,21 +205,7 @@ class Daemon:
         if last is None or not self.controller.config.web.preview:
             return None
         rgb, faces = last
-        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        height, width = rgb.shape[:2]
-        hfov = self.controller.config.camera.hfov_deg
-        for face in faces:
-            top_left = (round(face.x), round(face.y))
-            bottom_right = (round(face.x + face.width), round(face.y + face.height))
-            cv2.rectangle(bgr, top_left, bottom_right, (80, 200, 80), 2)
-            distance = face_distance_m(face.width, width, hfov)
-            label_at = (top_left[0], max(top_left[1] - 8, 16))
-            cv2.putText(bgr, f"~{distance:.1f} m", label_at, _FONT, 0.7, (80, 200, 80), 2)
-        notes = advice(faces[0], width, height, hfov) if faces else ["no face in view"]
-        for row, note in enumerate(notes):
-            origin = (10, 28 + 26 * row)
-            cv2.putText(bgr, note, origin, _FONT, 0.6, (0, 0, 0), 4)
-            cv2.putText(bgr, note, origin, _FONT, 0.6, (60, 220, 255), 1)
+        bgr = draw_preview(rgb, faces, self.controller.config.camera.hfov_deg)
         ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 80])
         return jpeg.tobytes() if ok else None
 

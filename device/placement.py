@@ -1,4 +1,4 @@
-"""How far a face appears to be, and advice for placing the camera (pure functions).
+"""How far a face appears to be, and advice for placing the camera (no I/O, no clock).
 
 A face is about 15 cm wide; through a camera with horizontal field of view `hfov_deg`
 it spans 0.15 / (2 d tan(hfov / 2)) of the frame's width at d metres. Read backwards,
@@ -9,6 +9,9 @@ range table: the scan finds nearly every face at least `MIN_FACE_PX` wide.
 from __future__ import annotations
 
 import math
+
+import cv2
+import numpy as np
 
 from device.detector import Face
 
@@ -60,3 +63,25 @@ def advice(face: Face, frame_width_px: int, frame_height_px: int, hfov_deg: floa
     if face_distance_m(face.width, frame_width_px, hfov_deg) < NEAR_LIMIT_M:
         notes.append(f"face closer than {NEAR_LIMIT_M:g} m: it may not be found")
     return notes
+
+
+def draw_preview(rgb: np.ndarray, faces: list[Face], hfov_deg: float) -> np.ndarray:
+    """The setup page's snapshot (BGR): faces boxed with their distance, and the advice
+    for the nearest face (or that none is in view) written at the top left."""
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    height, width = rgb.shape[:2]
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    green, yellow = (80, 200, 80), (60, 220, 255)
+    for face in faces:
+        top_left = (round(face.x), round(face.y))
+        bottom_right = (round(face.x + face.width), round(face.y + face.height))
+        cv2.rectangle(bgr, top_left, bottom_right, green, 2)
+        label = f"~{face_distance_m(face.width, width, hfov_deg):.1f} m"
+        cv2.putText(bgr, label, (top_left[0], max(top_left[1] - 8, 16)), font, 0.7, green, 2)
+    notes = advice(faces[0], width, height, hfov_deg) if faces else ["no face in view"]
+    for row, note in enumerate(notes):
+        (text_w, text_h), _ = cv2.getTextSize(note, font, 0.6, 1)
+        top = 8 + 28 * row
+        cv2.rectangle(bgr, (4, top), (16 + text_w, top + text_h + 12), (0, 0, 0), -1)
+        cv2.putText(bgr, note, (10, top + text_h + 5), font, 0.6, yellow, 1, cv2.LINE_AA)
+    return bgr

@@ -72,3 +72,38 @@ def test_detect_says_how_far_each_face_is(tmp_path: Path) -> None:
     assert [f["distance_m"] for f in faces] == pytest.approx([1.5, 3.0], abs=0.4)
     assert any("edge" in note for note in faces[0]["advice"])
     assert faces[1]["advice"] == []
+
+
+def test_check_reports_the_range_of_the_configured_camera(tmp_path: Path) -> None:
+    """The wide lens sees a face at half the distance: `check` says so from the frame read."""
+    from device.checks import run_checks
+
+    image = tmp_path / "room.png"
+    cv2.imwrite(str(image), lamp_light(room(4), 4))
+    config = tmp_path / "config.toml"
+    config.write_text(f'[camera]\nsource = "{image}"\nhfov_deg = 102\n')
+    lines = {name: (ok, message) for name, ok, message in run_checks(config)}
+    ok, message = lines["camera"]
+    assert ok, message
+    expected = f"to about {reach_m(1536, 102.0):.1f} m (1536×864, 102° field of view)"
+    assert "1536×864 frame read" in message and expected in message
+
+
+def test_the_preview_shows_distances_and_warns(tmp_path: Path) -> None:
+    """The snapshot a person looks at while placing the camera: boxes with distances, and
+    the warning for a face at the edge written across the top (none for a good view)."""
+    from device.placement import draw_preview
+
+    canvas = room(6)
+    frame = lamp_light(canvas, 6)
+    centred = Face(700, 380, 89, 95, 0.9)
+    at_edge = Face(2, 380, 89, 95, 0.9)
+    good = draw_preview(frame, [centred], 66.0)
+    bad = draw_preview(frame, [at_edge], 66.0)
+    plain = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+    text_band = (slice(0, 40), slice(0, 600))
+    label = (slice(340, 380), slice(700, 800))
+    assert (good[text_band] == plain[text_band]).all()  # nothing to warn about
+    assert (bad[text_band] != plain[text_band]).any(axis=2).sum() > 500
+    assert (good[label] != plain[label]).any(axis=2).sum() > 100  # "~2.0 m"
+    cv2.imwrite(str(tmp_path / "preview.png"), bad)
