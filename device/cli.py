@@ -45,7 +45,8 @@ def load_for_service(path: Path) -> Config:
             config = load_config(path)
         except ConfigError as err:
             last_good = Config().state_dir() / LAST_GOOD
-            logger.error("configuration error: %s", err)
+            for line in err.lines():
+                logger.error("configuration error: %s", line)
             if last_good.exists():
                 try:
                     config = load_config(last_good)
@@ -234,7 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except ConfigError as err:
-        print(f"configuration error: {err}", file=sys.stderr)
+        for line in err.lines():
+            print(f"configuration error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

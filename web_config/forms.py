@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, get_type_hints
 
-from device.config import Config, ConfigError, secret_keys, sections
+from device.config import Config, ConfigError, apply_changes, secret_keys, sections
 from device.controller import Controller
 
 
@@ -109,10 +109,11 @@ def save(controller: Controller, form: Mapping[str, str], names: Iterable[str]) 
     """Validate and save the whole form at once; the problems by field name, {} when saved."""
     names = list(names)
     changes, errors = parse(form, names)
-    if errors:
-        return errors
     try:
-        controller.update_settings(changes, "setup page")
+        if errors:  # not saved; the other fields are still checked, to show every problem
+            apply_changes(controller.config, changes, "setup page")
+        else:
+            controller.update_settings(changes, "setup page")
     except ConfigError as err:
-        return {err.key: err.problem}
-    return {}
+        errors.update(err.problems)
+    return {name: errors[name] for name in [*names, *errors] if name in errors}
