@@ -18,7 +18,6 @@ from device.config import Config, ConfigError, default_config_path, load_config,
 
 logger = logging.getLogger("moodmelody")
 
-LAST_GOOD = "last-good-config.toml"
 WAIT_FOR_FIX_S = 5.0
 
 
@@ -35,16 +34,22 @@ def _config_path(args: argparse.Namespace) -> Path:
     return Path(args.config) if args.config else default_config_path()
 
 
+def last_good_path(path: Path) -> Path:
+    """Where the last good copy of the config file `path` is kept: beside it, so that each
+    config has its own fallback (two daemons, or the tests, never share one)."""
+    return path.with_name(f"{path.stem}.last-good{path.suffix or '.toml'}")
+
+
 def load_for_service(path: Path) -> Config:
     """The config to run with. A broken file must not make the service crash-loop:
     run with the last good config if there is one, else wait here until the file is fixed.
     """
     stop = threading.Event()
+    last_good = last_good_path(path)
     while True:
         try:
             config = load_config(path)
         except ConfigError as err:
-            last_good = Config().state_dir() / LAST_GOOD
             for line in err.lines():
                 logger.error("configuration error: %s", line)
             if last_good.exists():
@@ -64,7 +69,10 @@ def load_for_service(path: Path) -> Config:
             stop.wait(WAIT_FOR_FIX_S)
             continue
         if path.exists():
-            save_config(config, Config().state_dir() / LAST_GOOD)
+            try:
+                save_config(config, last_good)
+            except OSError as err:
+                logger.warning("cannot keep the last good configuration at %s: %s", last_good, err)
         return config
 
 

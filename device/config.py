@@ -312,7 +312,8 @@ class Config:
         systemd_dir = os.environ.get("STATE_DIRECTORY")  # set by the unit's StateDirectory=
         if systemd_dir:
             return Path(systemd_dir.split(":")[0])
-        return Path.home() / ".local/state/moodmelody"
+        base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local/state"
+        return Path(base) / "moodmelody"
 
     def model_path(self, name: str) -> Path:
         """A [models] path, resolved against the project root when relative."""

@@ -20,6 +20,7 @@ import numpy as np
 
 from device.config import Config
 from device.pipeline import Analyser
+from tests.conftest import home_environment
 from tests.frames import background, face_files, face_frame, read_gray, write_clip
 
 REPO = Path(__file__).resolve().parent.parent
@@ -90,13 +91,16 @@ class DaemonProcess:
 
     @classmethod
     def start(cls, config: Path, *args: str, env: dict[str, str] | None = None) -> DaemonProcess:
+        """`moodmelody run --config config`, with HOME and XDG folders beside `config` (in a
+        test's or bench's temporary folder), so that nothing lands in the real home."""
+        home = home_environment(config.parent / "home")
         process = subprocess.Popen(
             [sys.executable, "-m", "device.cli", "run", "--config", str(config), *args],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **home, **(env or {})},
         )
         os.set_blocking(process.stdout.fileno(), False)
         return cls(process)

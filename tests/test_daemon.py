@@ -140,18 +140,61 @@ def test_a_corrupt_config_waits_for_a_fix_then_runs(tmp_path: Path, daemon_facto
 
 
 def test_a_corrupt_config_falls_back_to_the_last_good_one(tmp_path: Path, daemon_factory) -> None:
-    state = tmp_path / ".local/state/moodmelody"
-    config = write_config(tmp_path / "config.toml", state, Path("/dev/video-absent"))
-    env = {"HOME": str(tmp_path)}
-    first = daemon_factory(config, env=env)
+    config = write_config(tmp_path / "config.toml", tmp_path / "state", Path("/dev/video-absent"))
+    first = daemon_factory(config)
     first.wait_for("running: ")
     first.terminate()
-    assert (state / "last-good-config.toml").exists()
+    assert (tmp_path / "config.last-good.toml").exists(), "kept beside the config"
     config.write_text(config.read_text().replace("fps = 10.0", "fps = -1"))
-    second = daemon_factory(config, env=env)
+    second = daemon_factory(config)
     second.wait_for("running with the last good configuration")
     second.wait_for("running: ")
     assert second.terminate()[0] == 0
+
+
+def test_each_config_has_its_own_last_good_one(tmp_path: Path, daemon_factory) -> None:
+    """Two daemons on one machine (or the test suite and the user) sharing a HOME must not
+    share a fallback: a typo in B's file must never run B with A's settings."""
+    home = {"HOME": str(tmp_path / "home")}  # the same home for both, as on one machine
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = write_config(tmp_path / "a/config.toml", tmp_path / "a/state", Path("/dev/video-a"))
+    first = daemon_factory(a, env=home)
+    first.wait_for("running: ")
+    first.terminate()
+    b = tmp_path / "b/config.toml"
+    b.write_text('[camera]\nfps = "fast"\n[web]\nenabled = false\n')
+    second = daemon_factory(b, env=home)
+    second.wait_for("waiting for")
+    assert not any("last good" in line for line in second.read()), "\n".join(second.lines)
+
+
+def test_a_daemon_under_test_writes_nothing_outside_its_tmp_folder(
+    tmp_path: Path, daemon_factory
+) -> None:
+    """The test suite once left its config as the user's "last good" one, so a later `make run`
+    with a typo replayed a pytest clip. A daemon with no [paths] state_dir, no --config default
+    and the setup page on must keep everything (state, certificate, fallback) under tmp_path."""
+    from tests.conftest import REAL_HOME, free_port
+
+    started = time.time()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[camera]\nsource = "/dev/video-absent"\n[web]\nlisten = "127.0.0.1:{free_port()}"\n'
+        f'[spotify]\ncallback_listen = "127.0.0.1:{free_port()}"\n'
+    )
+    daemon = daemon_factory(config)
+    daemon.wait_for("running: ")
+    assert daemon.terminate()[0] == 0
+    state = next(
+        line.split("state in ", 1)[1].strip() for line in daemon.lines if "state in " in line
+    )
+    assert Path(state).resolve().is_relative_to(tmp_path.resolve()), state
+    assert (Path(state) / "callback_cert.pem").exists()
+    for folder in (".local/state/moodmelody", ".config/moodmelody"):
+        real = REAL_HOME / folder
+        touched = [p for p in real.rglob("*") if p.stat().st_mtime >= started]
+        assert not touched, f"written in the real home: {touched}"
 
 
 def happy_frames(fer2013: Path) -> list[np.ndarray]:
