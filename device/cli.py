@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -83,18 +82,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     path = _config_path(args)
     config = load_for_service(path)
-    if args.source:
-        config = dataclasses.replace(
-            config, camera=dataclasses.replace(config.camera, source=args.source)
-        )
+    overlay = {"camera": {"source": args.source}} if args.source else {}
+    controller = Controller(config, path, StatusBoard(), overlay)
     logger.info(
         "Mood Melody %s, config %s%s, state in %s",
         __version__,
         path,
         "" if path.exists() else " (not found: defaults)",
-        config.state_dir(),
+        controller.config.state_dir(),
     )
-    controller = Controller(config, path, StatusBoard())
     daemon = Daemon(controller, RunOptions(fast=args.fast, loop=args.loop))
     return daemon.run()
 
