@@ -254,6 +254,7 @@ class Capture:
         while not self._stop.is_set():
             if not self._enabled.is_set():
                 self._status.update(camera_state="off", camera_detail="camera switched off")
+                self.first_attempt.set()  # nothing to try: the start-up need not wait
                 self._enabled.wait()
                 continue
             try:

@@ -220,7 +220,7 @@ class Daemon:
         self.worker.start()
         self.start_services()
         self.capture.start()
-        self.capture.first_attempt.wait(10)
+        self._wait(self.capture.first_attempt, 10.0)  # READY once the camera was tried
         watchdog = None
         interval = watchdog_interval()
         if interval:
@@ -241,6 +241,16 @@ class Daemon:
             self.worker.stop()
             self.notifier.close()
         return 0
+
+    def _wait(self, event: threading.Event, timeout: float) -> bool:
+        """Wait for `event` at most `timeout` seconds, but never past a stop request."""
+        deadline = time.monotonic() + timeout
+        while not event.is_set() and not self.stop_event.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.stop_event.wait(min(left, 0.05))
+        return event.is_set()
 
     def _on_stop_signal(self, signum: int, _frame: Any) -> None:
         logger.info("received %s", signal.Signals(signum).name)

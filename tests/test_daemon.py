@@ -124,6 +124,25 @@ def test_a_missing_camera_is_a_clear_message_not_a_crash(tmp_path: Path, daemon_
     assert daemon.terminate()[0] == 0
 
 
+def test_with_the_camera_off_ready_and_shutdown_are_prompt(tmp_path: Path, daemon_factory) -> None:
+    """A privacy-switched camera is never "tried", and the start-up once waited 10 s for that
+    try, deaf to SIGINT: READY came 10 s late and Ctrl-C took 6.8 s (the README says 5)."""
+    config = write_config(tmp_path / "config.toml", tmp_path / "state", Path("/dev/video-absent"))
+    config.write_text(config.read_text().replace("fps = 10.0", "fps = 10.0\nenabled = false"))
+    first = daemon_factory(config)
+    first.wait_for("models loaded")
+    started = time.monotonic()
+    first.wait_for("running: ", timeout=10)
+    assert time.monotonic() - started < 3.0, "\n".join(first.lines)
+    assert first.terminate()[0] == 0
+    second = daemon_factory(config)
+    second.wait_for("models loaded")
+    started = time.monotonic()
+    second.process.send_signal(signal.SIGINT)
+    assert second.process.wait(10) == 0
+    assert time.monotonic() - started < 3.0
+
+
 def test_a_corrupt_config_waits_for_a_fix_then_runs(tmp_path: Path, daemon_factory) -> None:
     """A typo must not crash-loop the service: it says what is wrong and waits."""
     config = tmp_path / "config.toml"
