@@ -37,6 +37,8 @@ from device.worker import PlayerWorker
 
 logger = logging.getLogger(__name__)
 
+NO_FRAMES_AFTER_S = 1.0  # no frame for this long: nobody is seen (the clock goes on)
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -84,6 +86,8 @@ def status_line(status: dict[str, Any]) -> str:
     """The one line `systemctl status` shows."""
     mood = status["override"] or status["mood"] or "none yet"
     who = "someone there" if status["present"] else "nobody there"
+    if status["presence_detail"]:
+        who += f" ({status['presence_detail']})"
     return (
         f"mood {mood}, {who}, {status['fps']:.1f} fps, camera {status['camera_state']}, "
         f"player {status['player_state']}"
@@ -270,7 +274,8 @@ class Daemon:
     # The analysis loop
 
     def _analysis_loop(self, watchdog: Watchdog | None) -> None:
-        last_stamp: float | None = None
+        last_stamp: float | None = None  # the newest frame's timestamp (the machine's clock)
+        last_frame_at = time.monotonic()  # when it arrived
         frames = 0
         window_start = time.monotonic()
         while not self.stop_event.is_set():
@@ -278,23 +283,40 @@ class Daemon:
                 watchdog.beat()
             period = 1.0 / self.controller.config.camera.fps
             frame = self.capture.latest(timeout=min(period, 0.5))
-            if frame is None or self.analyser is None or self.machine is None:
+            arrived = time.monotonic()
+            elapsed = arrived - window_start
+            if elapsed >= 2.0:  # also when no frame comes: 0 fps is the truth then
+                self.status.update(fps=round(frames / elapsed, 1))
+                frames, window_start = 0, arrived
+            if frame is None:
+                silent_for = arrived - last_frame_at
+                if last_stamp is not None and silent_for >= max(NO_FRAMES_AFTER_S, 2 * period):
+                    self._no_frames(last_stamp + silent_for, silent_for)
+                continue
+            if self.analyser is None or self.machine is None:
                 continue
             if last_stamp is not None and frame.timestamp - last_stamp < period * 0.999:
                 if not self.options.fast:  # wait for the next slot, then take the newest frame
                     self.stop_event.wait(period - (frame.timestamp - last_stamp))
                 continue
-            last_stamp = frame.timestamp
+            last_stamp, last_frame_at = frame.timestamp, arrived
             self._analyse(frame.rgb, frame.timestamp)
             frames += 1
-            elapsed = time.monotonic() - window_start
-            if elapsed >= 2.0:
-                self.status.update(fps=round(frames / elapsed, 1))
-                frames, window_start = 0, time.monotonic()
+
+    def _no_frames(self, now: float, silent_for: float) -> None:
+        """No frame for `silent_for` seconds (camera off, unplugged, file ended): nobody is
+        seen, on the clock, so presence ends after the absence time as when a room empties."""
+        if self.machine is None:
+            return
+        camera = self.status.snapshot()
+        why = camera["camera_detail"] or f"camera {camera['camera_state']}"
+        self.status.update(presence_detail=f"no camera frames for {silent_for:.0f} s: {why}")
+        self.follow(now, None, 0)
 
     def _analyse(self, rgb: Any, now: float) -> None:
         assert self.analyser is not None and self.machine is not None
         assert self.calibration is not None
+        self.status.update(presence_detail="")
         follow = self.controller.config.mood.follow
         results = self.analyser.analyse(rgb, all_faces=follow == "room")
         preview = self.controller.config.web.preview

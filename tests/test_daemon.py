@@ -80,6 +80,36 @@ def test_replayed_clip_gives_the_exact_sequence_of_events(
     assert calls[:3] == ["happy", "sad", "pause"] and calls[-1] == "angry"
 
 
+def test_when_frames_stop_presence_ends_on_the_clock(
+    fer2013: Path, tmp_path: Path, daemon_factory
+) -> None:
+    """70 s after a file ended (or the camera was switched off or unplugged) the status still
+    said someone was there, happy, at 5 fps, and the music played on "for someone". No
+    frames means nobody seen: after the absence time (2 s here) presence ends and the player
+    pauses, and the status says why."""
+    clip = build_clip(tmp_path / "happy.avi", fer2013, [("happy", 3.0)], fps=10)
+    config = write_config(tmp_path / "config.toml", tmp_path / "state", clip)
+    notify_path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(notify_path))
+        sock.settimeout(30)
+        env = {"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "1000000"}
+        daemon = daemon_factory(config, env=env)
+        daemon.wait_for("presence changed: someone there")
+        daemon.wait_for("ended", timeout=20)
+        ended = time.monotonic()
+        daemon.wait_for("presence changed: nobody there", timeout=10)
+        daemon.wait_for("dry-run player: pause", timeout=5)
+        assert time.monotonic() - ended < 6.0
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:  # the fps is measured over 2 s
+            line = sock.recv(4096).decode()
+            if "0.0 fps" in line and "nobody there (" in line:
+                break
+    assert "nobody there (no camera frames for" in line and "end of the file" in line, line
+    assert daemon.terminate()[0] == 0
+
+
 def test_sd_notify_ready_watchdog_status_and_clean_sigterm(
     clip: Path, tmp_path: Path, daemon_factory
 ) -> None:
