@@ -142,7 +142,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
             ]
             record = {
                 "frame": frame.index,
-                "time": round(frame.timestamp, 3),
+                # a file's frame: its place in the file; a camera's: the wall-clock time
+                "time": round(frame.clip_time if frame.clip_time is not None else time.time(), 3),
                 "ms": round(elapsed_ms, 2),
                 "faces": faces,
             }
@@ -156,7 +157,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
                     )
                     or "no face"
                 )
-                print(f"{frame.timestamp:9.3f}s  {summary}  ({elapsed_ms:.1f} ms)", flush=True)
+                when = (
+                    f"{frame.clip_time:9.3f}s"
+                    if frame.clip_time is not None
+                    else time.strftime("%H:%M:%S")
+                )
+                print(f"{when}  {summary}  ({elapsed_ms:.1f} ms)", flush=True)
             shown += 1
     finally:
         source.close()

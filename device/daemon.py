@@ -22,7 +22,7 @@ from typing import Any
 
 import cv2
 
-from device.camera import Capture, open_source
+from device.camera import Capture, describe_moment, open_source
 from device.config import Config, ConfigError
 from device.controller import Controller
 from device.detector import Face
@@ -112,6 +112,7 @@ class Daemon:
         self._intent_lock = threading.RLock()
         self._stoppers: list[Callable[[], Any]] = []  # MQTT bridge, web servers
         self._last_view: tuple[Any, list[Face]] | None = None  # for the preview, in memory
+        self._clip_time: float | None = None  # the analysed frame's place in its file
         controller.on_config_change(self._apply_config)
         for action, method in (
             ("next_track", "next_track"),
@@ -300,6 +301,7 @@ class Daemon:
                     self.stop_event.wait(period - (frame.timestamp - last_stamp))
                 continue
             last_stamp, last_frame_at = frame.timestamp, arrived
+            self._clip_time = frame.clip_time
             self._analyse(frame.rgb, frame.timestamp)
             frames += 1
 
@@ -311,6 +313,7 @@ class Daemon:
         camera = self.status.snapshot()
         why = camera["camera_detail"] or f"camera {camera['camera_state']}"
         self.status.update(presence_detail=f"no camera frames for {silent_for:.0f} s: {why}")
+        self._clip_time = None  # past the file's end, or a camera: the wall clock
         self.follow(now, None, 0)
 
     def _analyse(self, rgb: Any, now: float) -> None:
@@ -343,18 +346,18 @@ class Daemon:
     def _on_event(self, event: MoodChanged | PresenceChanged) -> None:
         if isinstance(event, MoodChanged):
             logger.info(
-                "mood changed: %s -> %s at t=%.1f s (%s)",
-                event.previous,
+                "mood changed: %s -> %s at %s (%s)",
+                event.previous or "no mood yet",
                 event.mood,
-                event.at,
+                describe_moment(self._clip_time),
                 event.reason,
             )
             self.status.update(mood=event.mood, mood_reason=event.reason, mood_since=time.time())
         else:
             logger.info(
-                "presence changed: %s at t=%.1f s",
+                "presence changed: %s at %s",
                 "someone there" if event.present else "nobody there",
-                event.at,
+                describe_moment(self._clip_time),
             )
             self.status.update(present=event.present)
         self._reconsider()

@@ -24,8 +24,8 @@ from tests.conftest import home_environment
 from tests.frames import background, face_files, face_frame, read_gray, write_clip
 
 REPO = Path(__file__).resolve().parent.parent
-MOOD_LINE = re.compile(r"mood changed: (\w+) -> (\w+) at t=([\d.]+) s")
-PRESENCE_LINE = re.compile(r"presence changed: (someone there|nobody there) at t=([\d.]+) s")
+MOOD_LINE = re.compile(r"mood changed: (no mood yet|\w+) -> (\w+) at clip ([\d.]+) s")
+PRESENCE_LINE = re.compile(r"presence changed: (someone there|nobody there) at clip ([\d.]+) s")
 PLAYER_LINE = re.compile(r"dry-run player: (play mood=(\w+)|pause)")
 
 
@@ -84,6 +84,18 @@ state_dir = "{state_dir}"
     return path
 
 
+def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`moodmelody ARGS…` to its end, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "device.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+    )
+
+
 @dataclass
 class DaemonProcess:
     process: subprocess.Popen[str]
@@ -138,7 +150,7 @@ class DaemonProcess:
         self.process.stdout.close()
 
     def events(self) -> list[tuple[str, str, float]]:
-        """(kind, value, media time) of every mood and presence change logged."""
+        """(kind, value, clip time) of every mood and presence change logged in a file."""
         found = []
         for line in self.lines:
             if match := MOOD_LINE.search(line):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +18,13 @@ from device.daemon import Daemon
 from device.pipeline import Analyser
 from device.player import DryRunPlayer
 from device.status import StatusBoard
-from tests.daemon_process import REPO, DaemonProcess, build_clip, confident_faces, write_config
+from tests.daemon_process import (
+    DaemonProcess,
+    build_clip,
+    confident_faces,
+    run_cli,
+    write_config,
+)
 from tests.frames import face_frame, read_gray
 from tests.waiting import wait_until
 
@@ -108,6 +112,28 @@ def test_when_frames_stop_presence_ends_on_the_clock(
                 break
     assert "nobody there (no camera frames for" in line and "end of the file" in line, line
     assert daemon.terminate()[0] == 0
+
+
+def test_logs_give_the_place_in_the_clip_and_words_for_no_mood(
+    fer2013: Path, tmp_path: Path, daemon_factory
+) -> None:
+    """Played in real time, a clip's events were stamped with the machine's uptime
+    (`t=1563.1 s` a second into the clip) and the first mood came from Python's `None`."""
+    clip = build_clip(tmp_path / "happy.avi", fer2013, [("happy", 3.0)], fps=10)
+    config = write_config(tmp_path / "config.toml", tmp_path / "state", clip)
+    daemon = daemon_factory(config)
+    daemon.wait_for("mood changed: no mood yet -> happy at clip ")
+    assert daemon.terminate()[0] == 0
+    presence, mood, *_ = daemon.events()
+    assert presence[:2] == ("presence", "someone there") and presence[2] < 0.5
+    assert mood[:2] == ("mood", "happy") and 1.5 <= mood[2] <= 3.0
+
+
+def test_detect_gives_the_place_in_a_file(fer2013: Path, tmp_path: Path) -> None:
+    clip = build_clip(tmp_path / "happy.avi", fer2013, [("happy", 1.0)], fps=10)
+    result = run_cli("detect", "--frames", "3", str(clip))
+    times = [line.split()[0] for line in result.stdout.splitlines()]
+    assert times == ["0.000s", "0.100s", "0.200s"], result.stdout
 
 
 def test_sd_notify_ready_watchdog_status_and_clean_sigterm(
@@ -263,14 +289,7 @@ def test_detect_prints_faces_and_emotions_as_json(fer2013: Path, tmp_path: Path)
     folder.mkdir()
     for i, frame in enumerate(happy_frames(fer2013)):
         cv2.imwrite(str(folder / f"{i}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    result = subprocess.run(
-        [sys.executable, "-m", "device.cli", "detect", "--json", "--fast", str(folder)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    result = run_cli("detect", "--json", "--fast", str(folder))
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["frame"] for r in records] == [1, 2]
     for record, (cx, cy) in zip(records, [(320, 240), (160, 120)], strict=True):

@@ -152,7 +152,7 @@ callback_listen = "127.0.0.1:{free_port()}"
             for line in daemon.read()
             if (m := re.search(r"setup code: (\w{4}-\w{4})", line))
         )
-        daemon.wait_for("mood changed: None -> happy")
+        daemon.wait_for("mood changed: no mood yet -> happy")
         complete_setup(browser, f"http://127.0.0.1:{web_port}", code, fake_spotify, mosquitto)
         wait_until(
             lambda: any(
