@@ -30,7 +30,14 @@ def setup_logging(verbose: bool) -> None:
 
 
 def _config_path(args: argparse.Namespace) -> Path:
-    return Path(args.config) if args.config else default_config_path()
+    """The config file: `--config`, which must exist (a typo in a path is not a request for
+    the defaults), else the default one, whose absence means the defaults."""
+    if not args.config:
+        return default_config_path()
+    path = Path(args.config)
+    if not path.exists():
+        raise ConfigError(str(path), "(file)", "no such file (leave out --config for the defaults)")
+    return path
 
 
 def last_good_path(path: Path) -> Path:
@@ -97,10 +104,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_detect(args: argparse.Namespace) -> int:
     from device.camera import CameraError, open_source
+    from device.checks import missing_model
     from device.pipeline import Analyser
 
     config = load_config(_config_path(args))
-    analyser = Analyser.from_config(config)
+    try:
+        if problem := missing_model(config):
+            raise FileNotFoundError(problem)
+        analyser = Analyser.from_config(config)
+    except Exception as err:  # a missing or broken model, no TFLite runtime
+        print(f"error: models: {err}", file=sys.stderr)
+        return 1
     try:
         source = open_source(
             args.source,
@@ -172,7 +186,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from device.checks import run_checks
 
-    lines = run_checks(_config_path(args))
+    if args.config:
+        lines = run_checks(Path(args.config), explicit=True)
+    else:
+        lines = run_checks(default_config_path())
     for name, ok, message in lines:
         print(f"{'ok  ' if ok else 'FAIL'} {name}: {message}")
     return 0 if all(ok for _, ok, _ in lines) else 1
@@ -195,6 +212,16 @@ def cmd_reset_password(args: argparse.Namespace) -> int:
         f"the setup code {code}."
     )
     return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     detect.add_argument("--json", action="store_true", help="one JSON object per frame")
     detect.add_argument("--fast", action="store_true", help="do not pace files in real time")
-    detect.add_argument("--frames", type=int, help="stop after this many frames")
+    detect.add_argument("--frames", type=_positive, help="stop after this many frames")
     detect.set_defaults(handler=cmd_detect)
 
     add("check", "check camera, models, runtime, config, Spotify, MQTT").set_defaults(

@@ -145,8 +145,12 @@ class Daemon:
     # Start-up and shut-down
 
     def load_models(self) -> bool:
+        from device.checks import missing_model
+
         config = self.controller.config
         try:
+            if problem := missing_model(config):
+                raise FileNotFoundError(problem)
             self.analyser = Analyser.from_config(config)
         except Exception as err:
             logger.error("models: %s (the device keeps running; fix the [models] settings)", err)
