@@ -175,7 +175,8 @@ class Daemon:
         from device.mqtt import MqttBridge
 
         config = self.controller.config
-        bridge = MqttBridge(self.controller, device_id(), setup_url(config))
+        advertised = setup_url(config) if config.web.enabled else ""  # no page: no link to it
+        bridge = MqttBridge(self.controller, device_id(), advertised)
         bridge.start()
         self._stoppers.append(bridge.stop)
         if not config.web.enabled:
