@@ -91,6 +91,17 @@ class Controller:
             except Exception:
                 logger.exception("applying the new settings failed in %r", listener)
 
+    def spotify_linked(self, spotify_state: str) -> bool:
+        """What linking a Spotify account does, whichever way it was linked (the page's paste
+        flow, the HTTPS callback): the status shows the link, and a dry-run player becomes
+        the Spotify one. True when the player was switched."""
+        self.status.update(spotify_state=spotify_state)
+        if self.config.player.kind != "dry-run":
+            return False
+        self.update_settings({"player": {"kind": "spotify"}}, "Spotify login")
+        logger.info("Spotify linked: the player now plays on Spotify")
+        return True
+
     # Commands: the same settings path as the page, so both stay in step.
     def set_autoplay(self, on: bool, source: str = "command") -> None:
         self.update_settings({"player": {"autoplay": bool(on)}}, source)

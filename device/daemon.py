@@ -192,9 +192,10 @@ class Daemon:
             logger.error("setup page: cannot listen on %s: %s", config.web.listen, err)
         try:
             callback = start_callback_server(
-                SpotifyAuth(config, self.state_dir),
+                lambda: SpotifyAuth(self.controller.config, self.state_dir),
                 config.spotify.callback_listen,
                 setup_url(config) + "/spotify",
+                self.controller.spotify_linked,
             )
             self._stoppers.append(callback.shutdown)
         except OSError as err:

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from device.callback_server import start_callback_server
 from device.controller import Controller
+from device.spotify_auth import SpotifyAuth
 from tests.conftest import Broker, free_port
 from tests.daemon_process import DaemonProcess, build_clip, write_config
-from tests.fake_spotify import FakeSpotify
+from tests.fake_spotify import CLIENT_ID, FakeSpotify
 from tests.waiting import wait_until
 from tests.web_browser import SCREENSHOTS, SetupWalk, complete_setup
 from tests.web_site import PASSWORD, make_controller
@@ -27,17 +29,32 @@ pytestmark = pytest.mark.slow
 def served(
     tmp_path: Path, fake_spotify: FakeSpotify, caplog: pytest.LogCaptureFixture
 ) -> Iterator[tuple[Controller, WebServer, str]]:
-    """The page as the daemon serves it (start_web), and the setup code from its log."""
+    """The page as the daemon serves it (start_web), with the HTTPS login callback beside it
+    as the daemon wires it, and the setup code from its log."""
+    callback = f"127.0.0.1:{free_port()}"
     controller = make_controller(
         tmp_path,
-        spotify={"api_url": fake_spotify.api_url, "accounts_url": fake_spotify.base_url},
+        spotify={
+            "api_url": fake_spotify.api_url,
+            "accounts_url": fake_spotify.base_url,
+            "callback_listen": callback,
+            "redirect_uri": f"https://{callback}/callback",
+        },
         web={"listen": f"127.0.0.1:{free_port()}"},
     )
+    fake_spotify.redirect_uris.add(f"https://{callback}/callback")
     with caplog.at_level(logging.WARNING, logger="web_config.server"):
         server = start_web(controller, controller.config.state_dir())
     code = re.search(r"setup code: (\w{4}-\w{4})", caplog.text)
     assert code, "the setup code is in the journal"
+    login_callback = start_callback_server(
+        lambda: SpotifyAuth(controller.config, controller.config.state_dir()),
+        callback,
+        server.url + "/spotify",
+        controller.spotify_linked,
+    )
     yield controller, server, code.group(1)
+    login_callback.shutdown()
     server.stop()
 
 
@@ -76,6 +93,27 @@ def test_whole_setup_in_a_phone_sized_browser(
     assert fake_spotify.calls("PUT", "/v1/me/player/pause"), "the speaker test ran"
     shots = sorted(p.name for p in SCREENSHOTS.glob("0*.png"))
     assert len(shots) == 9, shots
+
+
+def test_linking_spotify_by_the_https_callback_switches_the_player_to_spotify(
+    served: tuple[Controller, WebServer, str], browser: WebDriver, fake_spotify: FakeSpotify
+) -> None:
+    """The callback flow once linked the account but left the player on dry-run (only the
+    paste flow switched it), so nothing ever played. Log in, approve at (the stand-in)
+    Spotify, come back through the device's HTTPS callback: linked, and playing on Spotify."""
+    controller, server, code = served
+    walk = SetupWalk(browser, server.url)
+    walk.first_run(code)
+    walk.type("#spotify\\.client_id", CLIENT_ID)
+    walk.submit("form[action='/spotify'] button")
+    walk.submit("form[action='/spotify/login'] button")
+    walk.find("[data-account]")
+    assert browser.current_url.startswith(server.url + "/spotify")
+    walk.screenshot("spotify-linked-by-callback")
+    assert "Ann" in walk.find("[data-account]").text
+    assert controller.config.player.kind == "spotify"
+    assert tomllib.loads(controller.config_path.read_text())["player"]["kind"] == "spotify"
+    assert controller.status.get("spotify_state").startswith("linked as Ann")
 
 
 def test_status_page_updates_itself(
