@@ -8,7 +8,10 @@ import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
+from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from device.callback_server import start_callback_server
@@ -20,6 +23,7 @@ from tests.fake_spotify import CLIENT_ID, FakeSpotify
 from tests.waiting import wait_until
 from tests.web_browser import SCREENSHOTS, SetupWalk, complete_setup
 from tests.web_site import PASSWORD, make_controller
+from web_config.history import COLOURS
 from web_config.server import WebServer, start_web
 
 pytestmark = pytest.mark.slow
@@ -131,6 +135,55 @@ def test_status_page_updates_itself(
     toggle = walk.find("[data-control=autoplay]")
     toggle.click()
     walk.wait().until(lambda _: controller.config.player.autoplay is False)
+
+
+def test_the_status_page_as_a_person_sees_it(
+    served: tuple[Controller, WebServer, str], browser: WebDriver
+) -> None:
+    """Nobody in view: no "Correct it", no "0 %", and a link to link Spotify; then a face:
+    the correction appears by itself and each score bar has its emotion's colour."""
+    controller, server, code = served
+    walk = SetupWalk(browser, server.url)
+    walk.first_run(code)
+    walk.open("/")
+    correct = walk.find("[data-correct]")
+    assert not correct.is_displayed()
+    assert not walk.find("[data-status=confidence]").is_displayed()
+    assert walk.find("[data-status=emotion]").text == "no face in view"
+    link = walk.find("a[data-show-when^=spotify_state]")
+    assert link.is_displayed() and link.get_attribute("href").endswith("/spotify#login")
+    walk.screenshot("status-no-face")
+    controller.status.update(
+        faces=1,
+        emotion="happy",
+        confidence=0.62,
+        present=True,
+        scores={
+            "happy": 0.62,
+            "neutral": 0.15,
+            "sad": 0.08,
+            "angry": 0.05,
+            "surprise": 0.04,
+            "fear": 0.03,
+            "disgust": 0.03,
+        },
+        mood="happy",
+        mood_reason="happy held 8.0 s at 62%",
+        camera_state="running",
+        fps=5.0,
+    )
+    walk.wait().until(lambda _: correct.is_displayed())
+    walk.wait().until(lambda _: walk.find("[data-score-text=disgust]").text == "3")
+    colours = {}
+    for meter in browser.find_elements(By.CSS_SELECTOR, "meter[data-score]"):
+        pixels = cv2.imdecode(np.frombuffer(meter.screenshot_as_png, np.uint8), cv2.IMREAD_COLOR)
+        b, g, r = pixels[pixels.shape[0] // 2, 1]  # the filled start of the bar
+        colours[meter.get_attribute("data-score")] = f"#{r:02x}{g:02x}{b:02x}"
+    assert colours == COLOURS, "each bar in its emotion's colour (as the timeline)"
+    walk.screenshot("status-happy")
+    walk.open("/teach")
+    walk.find("form[data-confirm] button.quiet-danger")
+    walk.screenshot("teach")
 
 
 def test_password_change_in_the_browser(
