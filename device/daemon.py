@@ -297,8 +297,9 @@ class Daemon:
                 frames, window_start = 0, arrived
             if frame is None:
                 silent_for = arrived - last_frame_at
-                if last_stamp is not None and silent_for >= max(NO_FRAMES_AFTER_S, 2 * period):
-                    self._no_frames(last_stamp + silent_for, silent_for)
+                if silent_for >= max(NO_FRAMES_AFTER_S, 2 * period):
+                    now = None if last_stamp is None else last_stamp + silent_for
+                    self._no_frames(now, silent_for)
                 continue
             if self.analyser is None or self.machine is None:
                 continue
@@ -311,14 +312,15 @@ class Daemon:
             self._analyse(frame.rgb, frame.timestamp)
             frames += 1
 
-    def _no_frames(self, now: float, silent_for: float) -> None:
-        """No frame for `silent_for` seconds (camera off, unplugged, file ended): nobody is
-        seen, on the clock, so presence ends after the absence time as when a room empties."""
-        if self.machine is None:
-            return
+    def _no_frames(self, now: float | None, silent_for: float) -> None:
+        """No frame for `silent_for` seconds (camera off, unplugged, missing, file ended):
+        nobody is seen, on the clock (`now`; None before the first frame), so presence ends
+        after the absence time as when a room empties, and the status says why."""
         camera = self.status.snapshot()
         why = camera["camera_detail"] or f"camera {camera['camera_state']}"
         self.status.update(presence_detail=f"no camera frames for {silent_for:.0f} s: {why}")
+        if self.machine is None or now is None:
+            return
         self._clip_time = None  # past the file's end, or a camera: the wall clock
         self.follow(now, None, 0)
 

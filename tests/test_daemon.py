@@ -199,6 +199,26 @@ def test_with_the_camera_off_ready_and_shutdown_are_prompt(tmp_path: Path, daemo
     assert time.monotonic() - started < 3.0
 
 
+def test_a_camera_missing_from_the_start_is_why_nobody_is_seen(
+    tmp_path: Path, daemon_factory
+) -> None:
+    config = write_config(tmp_path / "config.toml", tmp_path / "state", Path("/dev/video-absent"))
+    notify_path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(notify_path))
+        sock.settimeout(10)
+        env = {"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "1000000"}
+        daemon = daemon_factory(config, env=env)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            line = sock.recv(4096).decode()
+            if "nobody there (" in line:
+                break
+    assert "nobody there (no camera frames for" in line, line
+    assert "/dev/video-absent: no such device or file" in line, line
+    assert daemon.terminate()[0] == 0
+
+
 def test_a_corrupt_config_waits_for_a_fix_then_runs(tmp_path: Path, daemon_factory) -> None:
     """A typo must not crash-loop the service: it says what is wrong and waits."""
     config = tmp_path / "config.toml"
