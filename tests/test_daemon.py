@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -84,6 +86,28 @@ def test_replayed_clip_gives_the_exact_sequence_of_events(
     assert calls[:3] == ["happy", "sad", "pause"] and calls[-1] == "angry"
 
 
+@contextlib.contextmanager
+def watchdog_status(
+    tmp_path: Path,
+) -> Iterator[tuple[dict[str, str], Callable[[Callable[[str], bool]], str]]]:
+    """A datagram socket in systemd's place, pinged every 0.5 s: the daemon's environment,
+    and a function that returns the first status line that passes a test (10 s at most)."""
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(30)
+
+        def until(wanted: Callable[[str], bool]) -> str:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                line = sock.recv(4096).decode()
+                if wanted(line):
+                    return line
+            raise AssertionError(f"no such status line; the last: {line}")
+
+        yield {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "1000000"}, until
+
+
 def test_when_frames_stop_presence_ends_on_the_clock(
     fer2013: Path, tmp_path: Path, daemon_factory
 ) -> None:
@@ -93,11 +117,7 @@ def test_when_frames_stop_presence_ends_on_the_clock(
     pauses, and the status says why."""
     clip = build_clip(tmp_path / "happy.avi", fer2013, [("happy", 3.0)], fps=10)
     config = write_config(tmp_path / "config.toml", tmp_path / "state", clip)
-    notify_path = tmp_path / "notify.sock"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.bind(str(notify_path))
-        sock.settimeout(30)
-        env = {"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "1000000"}
+    with watchdog_status(tmp_path) as (env, status_until):
         daemon = daemon_factory(config, env=env)
         daemon.wait_for("presence changed: someone there")
         daemon.wait_for("ended", timeout=20)
@@ -105,11 +125,7 @@ def test_when_frames_stop_presence_ends_on_the_clock(
         daemon.wait_for("presence changed: nobody there", timeout=10)
         daemon.wait_for("dry-run player: pause", timeout=5)
         assert time.monotonic() - ended < 6.0
-        deadline = time.monotonic() + 8
-        while time.monotonic() < deadline:  # the fps is measured over 2 s
-            line = sock.recv(4096).decode()
-            if "0.0 fps" in line and "nobody there (" in line:
-                break
+        line = status_until(lambda text: "0.0 fps" in text and "nobody there (" in text)
     assert "nobody there (no camera frames for" in line and "end of the file" in line, line
     assert daemon.terminate()[0] == 0
 
@@ -203,17 +219,9 @@ def test_a_camera_missing_from_the_start_is_why_nobody_is_seen(
     tmp_path: Path, daemon_factory
 ) -> None:
     config = write_config(tmp_path / "config.toml", tmp_path / "state", Path("/dev/video-absent"))
-    notify_path = tmp_path / "notify.sock"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.bind(str(notify_path))
-        sock.settimeout(10)
-        env = {"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "1000000"}
+    with watchdog_status(tmp_path) as (env, status_until):
         daemon = daemon_factory(config, env=env)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            line = sock.recv(4096).decode()
-            if "nobody there (" in line:
-                break
+        line = status_until(lambda text: "nobody there (" in text)
     assert "nobody there (no camera frames for" in line, line
     assert "/dev/video-absent: no such device or file" in line, line
     assert daemon.terminate()[0] == 0
