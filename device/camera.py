@@ -131,7 +131,7 @@ class OpenCVSource:
             return Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.monotonic(), self._index)
         media_time = (self._index - 1) / self._fps
         stamp = _pace(media_time, self._started, self._realtime)
-        return Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), stamp, self._index, media_time)
+        return Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), stamp, self._index, clip_time=media_time)
 
     def close(self) -> None:
         self._capture.release()
@@ -163,7 +163,7 @@ class ImageSource:
         media_time = self._index * self._period
         stamp = _pace(media_time, self._started, self._realtime)
         self._index += 1
-        return Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), stamp, self._index, media_time)
+        return Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), stamp, self._index, clip_time=media_time)
 
     def close(self) -> None:
         pass
