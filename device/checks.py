@@ -39,10 +39,15 @@ def _camera(config: Config) -> str:
 
 def missing_model(config: Config) -> str | None:
     """A model file the config names that is not there, said by its key; None if all are."""
+    from device.classifier import metadata_path
+
     for key in ("face_detector", "emotion"):
         path = config.model_path(key)
+        named = f'[models] {key} = "{getattr(config.models, key)}"'
         if not path.is_file():
-            return f'[models] {key} = "{getattr(config.models, key)}": no such file ({path})'
+            return f"{named}: no such file ({path})"
+        if key == "emotion" and not metadata_path(path).is_file():
+            return f"{named}: its metadata {metadata_path(path).name} is missing beside it"
     return None
 
 

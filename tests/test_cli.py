@@ -35,6 +35,20 @@ def test_check_names_the_models_key_not_the_derived_json(
     assert "nope.json" not in models
 
 
+def test_a_model_without_its_metadata_is_said_by_its_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "mine.tflite"
+    model.write_bytes(b"not read")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[models]\nemotion = "{model}"\n[camera]\nenabled = false\n')
+    assert main(["check", "--config", str(config)]) == 1
+    (models,) = [line for line in capsys.readouterr().out.splitlines() if " models:" in line]
+    assert models == (
+        f'FAIL models: [models] emotion = "{model}": its metadata mine.json is missing beside it'
+    )
+
+
 @pytest.mark.parametrize("command", [["check"], ["detect", "x.png"], ["run"], ["login"]])
 def test_an_explicit_config_that_is_not_there_is_an_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
