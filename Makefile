@@ -9,24 +9,35 @@ HOST ?= pi@moodmelody.local
 
 .PHONY: setup setup-test run test lint check bench soak train train-torch evaluate face-model install deploy clean
 
+# Stamps: the package is (re)installed only when pyproject.toml changed since the last time.
+DEVICE_STAMP := $(VENV)/.installed-device
+TEST_STAMP := $(VENV)/.installed-test
+
 $(PY):
 	python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
 # The device side only (what runs on the Pi).
-setup: $(PY)
+setup: $(DEVICE_STAMP)
+
+$(DEVICE_STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet -e .
+	touch $@
 
 # Everything the tests need: Debian packages (as root, via apt-get), the training extra, test tools.
-setup-test: $(PY)
+setup-test: $(TEST_STAMP)
 	@missing=$$(for p in $(APT_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages: $$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
-	$(PIP) install --quiet -e '.[test,train,torch]'
 
-run: setup
+$(TEST_STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet -e '.[test,train,torch]'
+	touch $@ $(DEVICE_STAMP)
+
+# The dry-run player until Spotify is linked on the setup page.
+run: $(DEVICE_STAMP)
 	$(VENV)/bin/moodmelody run $(ARGS)
 
 lint: setup-test
@@ -40,8 +51,10 @@ test: setup-test
 
 check: test
 
+# Prints the figures and writes test-artifacts/bench/results.json; ARGS=--record writes the
+# tracked bench/results.json (the README's figures) instead.
 bench: setup-test
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(ARGS)
 
 # The daemon in real time on a looped clip; MINUTES=10 by default.
 soak: setup-test

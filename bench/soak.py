@@ -79,10 +79,11 @@ state_dir = "{workdir / "state"}"
             code, _ = daemon.terminate()
         finally:
             daemon.kill()
+    # The log's own clock: a looped clip's place in the file starts again at every pass.
     changes = [
-        float(m.group(1))
+        int(m[1]) * 3600 + int(m[2]) * 60 + int(m[3]) + int(m[4]) / 1000
         for line in daemon.lines
-        if (m := re.search(r"mood changed: .* at t=([\d.]+) s", line))
+        if (m := re.search(r" (\d\d):(\d\d):(\d\d),(\d{3}) .*mood changed: ", line))
     ]
     gaps = [b - a for a, b in itertools.pairwise(changes)]
     ping_gaps = [b - a for a, b in itertools.pairwise(pings)]

@@ -18,12 +18,17 @@ import ssl
 import subprocess
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from device.spotify_auth import LoginError, SpotifyAuth
+
+OnLinked = Callable[[str], object]  # Controller.spotify_linked: the new spotify_state
+AuthFactory = Callable[[], SpotifyAuth]  # made per login, with the settings of the moment
 
 logger = logging.getLogger(__name__)
 
@@ -95,12 +100,18 @@ class CallbackServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, address: tuple[str, int], context: ssl.SSLContext, auth: SpotifyAuth, setup_url: str
+        self,
+        address: tuple[str, int],
+        context: ssl.SSLContext,
+        auth: AuthFactory,
+        setup_url: str,
+        on_linked: OnLinked | None = None,
     ) -> None:
         super().__init__(address, _CallbackHandler)
         self.context = context
         self.auth = auth
         self.setup_url = setup_url
+        self.on_linked = on_linked
         self._thread = threading.Thread(
             target=self.serve_forever, name="spotify-callback", daemon=True
         )
@@ -139,13 +150,21 @@ class _CallbackHandler(BaseHTTPRequestHandler):
         if urlsplit(self.path).path != "/callback":
             self._page(404, "Not found", "This address only receives Spotify's login.")
             return
+        auth = self.server.auth()  # the client id entered since the start counts
         try:
-            account = self.server.auth.finish_login(self.path)
+            account = auth.finish_login(self.path)
         except LoginError as err:
             logger.warning("Spotify login failed: %s", err)
             self._page(400, "Spotify was not linked", str(err))
             return
         logger.info("Spotify login completed for %s", account.display_name)
+        if self.server.on_linked is not None:
+            from device.spotify import link_label
+
+            try:
+                self.server.on_linked(link_label(auth.account(), time.time()))
+            except Exception:
+                logger.exception("Spotify login: applying the link failed")
         self.send_response(303)
         self.send_header("Location", self.server.setup_url)
         self.send_header("Content-Length", "0")
@@ -165,13 +184,18 @@ class _CallbackHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def start_callback_server(auth: SpotifyAuth, listen: str, setup_url: str) -> CallbackServer:
-    """Serve `/callback` on `listen` (HOST:PORT) over HTTPS; `.shutdown()` stops it."""
-    cert, key = ensure_certificate(auth.state_dir, _certificate_hosts())
+def start_callback_server(
+    auth: AuthFactory, listen: str, setup_url: str, on_linked: OnLinked | None = None
+) -> CallbackServer:
+    """Serve `/callback` on `listen` (HOST:PORT) over HTTPS; `.shutdown()` stops it.
+
+    `auth` makes the account link for each login (with the client id saved by then);
+    `on_linked` (the Controller's `spotify_linked`) hears of each completed login."""
+    cert, key = ensure_certificate(auth().state_dir, _certificate_hosts())
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     host, _, port = listen.rpartition(":")
-    server = CallbackServer((host, int(port)), context, auth, setup_url)
+    server = CallbackServer((host, int(port)), context, auth, setup_url, on_linked)
     server.start()
     logger.info("Spotify login callback listening on https://%s:%s/callback", host, server.port)
     return server

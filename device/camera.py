@@ -35,7 +35,19 @@ class Frame:
     rgb: np.ndarray  # H×W×3, uint8, RGB order
     timestamp: float  # seconds: capture time (monotonic) or, for a file, its media time
     index: int
+    clip_time: float | None = None  # a file's frame: its position in the file, seconds
     still: bool = False  # one of a folder of unrelated images, not a moment of a stream
+
+    def moment(self) -> str:
+        """When this frame was, for a person: its place in a file, or the wall-clock time."""
+        return describe_moment(self.clip_time)
+
+
+def describe_moment(clip_time: float | None) -> str:
+    """`clip 12.3 s` for a file's frame, else the local wall-clock time, `14:03:21`."""
+    if clip_time is not None:
+        return f"clip {clip_time:.1f} s"
+    return time.strftime("%H:%M:%S")
 
 
 class FrameSource(Protocol):
@@ -147,12 +159,11 @@ class OpenCVSource:
                 return None
             raise CameraError(f"{self.description}: no frame (camera unplugged?)")
         self._index += 1
-        stamp = (
-            _pace((self._index - 1) / self._fps, self._started, self._realtime)
-            if self.is_file
-            else time.monotonic()
-        )
-        return Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), stamp, self._index)
+        if not self.is_file:
+            return Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.monotonic(), self._index)
+        media_time = (self._index - 1) / self._fps
+        stamp = _pace(media_time, self._started, self._realtime)
+        return Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), stamp, self._index, clip_time=media_time)
 
     def close(self) -> None:
         self._capture.release()
@@ -181,9 +192,11 @@ class ImageSource:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
             raise CameraError(f"cannot read image {path}")
-        stamp = _pace(self._index * self._period, self._started, self._realtime)
+        media_time = self._index * self._period
+        stamp = _pace(media_time, self._started, self._realtime)
         self._index += 1
-        return Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), stamp, self._index, still=True)
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return Frame(rgb, stamp, self._index, clip_time=media_time, still=True)
 
     def close(self) -> None:
         pass
@@ -286,6 +299,7 @@ class Capture:
         while not self._stop.is_set():
             if not self._enabled.is_set():
                 self._status.update(camera_state="off", camera_detail="camera switched off")
+                self.first_attempt.set()  # nothing to try: the start-up need not wait
                 self._enabled.wait()
                 continue
             try:

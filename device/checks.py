@@ -39,9 +39,25 @@ def _camera(config: Config) -> str:
     return f"{source.description}: {width}×{height} frame read; {reach}"
 
 
+def missing_model(config: Config) -> str | None:
+    """A model file the config names that is not there, said by its key; None if all are."""
+    from device.classifier import metadata_path
+
+    for key in ("face_detector", "emotion"):
+        path = config.model_path(key)
+        named = f'[models] {key} = "{getattr(config.models, key)}"'
+        if not path.is_file():
+            return f"{named}: no such file ({path})"
+        if key == "emotion" and not metadata_path(path).is_file():
+            return f"{named}: its metadata {metadata_path(path).name} is missing beside it"
+    return None
+
+
 def _models(config: Config) -> str:
     from device.pipeline import Analyser
 
+    if problem := missing_model(config):
+        raise FileNotFoundError(problem)
     analyser = Analyser.from_config(config)
     return f"face detector and emotion model loaded ({analyser.classifier.describe()})"
 
@@ -52,11 +68,14 @@ def _runtime() -> str:
     return f"TFLite runtime: {runtime_name()}"
 
 
-def run_checks(config_path: Path) -> list[CheckLine]:
+def run_checks(config_path: Path, explicit: bool = False) -> list[CheckLine]:
+    """Every check's line; `explicit`: the path was asked for, so it must exist."""
+    if explicit and not config_path.exists():
+        return [("config", False, f"{config_path}: no such file")]
     try:
         config = load_config(config_path)
     except ConfigError as err:
-        return [("config", False, str(err))]
+        return [("config", False, "; ".join(err.lines()))]
     where = str(config_path) if config_path.exists() else f"{config_path} not found: defaults"
     lines: list[CheckLine] = [("config", True, where)]
     lines.append(_check("runtime", _runtime))

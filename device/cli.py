@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -18,7 +17,6 @@ from device.config import Config, ConfigError, default_config_path, load_config,
 
 logger = logging.getLogger("moodmelody")
 
-LAST_GOOD = "last-good-config.toml"
 WAIT_FOR_FIX_S = 5.0
 
 
@@ -32,7 +30,20 @@ def setup_logging(verbose: bool) -> None:
 
 
 def _config_path(args: argparse.Namespace) -> Path:
-    return Path(args.config) if args.config else default_config_path()
+    """The config file: `--config`, which must exist (a typo in a path is not a request for
+    the defaults), else the default one, whose absence means the defaults."""
+    if not args.config:
+        return default_config_path()
+    path = Path(args.config)
+    if not path.exists():
+        raise ConfigError(str(path), "(file)", "no such file (leave out --config for the defaults)")
+    return path
+
+
+def last_good_path(path: Path) -> Path:
+    """Where the last good copy of the config file `path` is kept: beside it, so that each
+    config has its own fallback (two daemons, or the tests, never share one)."""
+    return path.with_name(f"{path.stem}.last-good{path.suffix or '.toml'}")
 
 
 def load_for_service(path: Path) -> Config:
@@ -40,12 +51,13 @@ def load_for_service(path: Path) -> Config:
     run with the last good config if there is one, else wait here until the file is fixed.
     """
     stop = threading.Event()
+    last_good = last_good_path(path)
     while True:
         try:
             config = load_config(path)
         except ConfigError as err:
-            last_good = Config().state_dir() / LAST_GOOD
-            logger.error("configuration error: %s", err)
+            for line in err.lines():
+                logger.error("configuration error: %s", line)
             if last_good.exists():
                 try:
                     config = load_config(last_good)
@@ -63,7 +75,10 @@ def load_for_service(path: Path) -> Config:
             stop.wait(WAIT_FOR_FIX_S)
             continue
         if path.exists():
-            save_config(config, Config().state_dir() / LAST_GOOD)
+            try:
+                save_config(config, last_good)
+            except OSError as err:
+                logger.warning("cannot keep the last good configuration at %s: %s", last_good, err)
         return config
 
 
@@ -74,29 +89,33 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     path = _config_path(args)
     config = load_for_service(path)
-    if args.source:
-        config = dataclasses.replace(
-            config, camera=dataclasses.replace(config.camera, source=args.source)
-        )
+    overlay = {"camera": {"source": args.source}} if args.source else {}
+    controller = Controller(config, path, StatusBoard(), overlay)
     logger.info(
         "Mood Melody %s, config %s%s, state in %s",
         __version__,
         path,
         "" if path.exists() else " (not found: defaults)",
-        config.state_dir(),
+        controller.config.state_dir(),
     )
-    controller = Controller(config, path, StatusBoard())
     daemon = Daemon(controller, RunOptions(fast=args.fast, loop=args.loop))
     return daemon.run()
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
     from device.camera import CameraError, open_source
+    from device.checks import missing_model
     from device.pipeline import Analyser
     from device.placement import advice, face_distance_m
 
     config = load_config(_config_path(args))
-    analyser = Analyser.from_config(config)
+    try:
+        if problem := missing_model(config):
+            raise FileNotFoundError(problem)
+        analyser = Analyser.from_config(config)
+    except Exception as err:  # a missing or broken model, no TFLite runtime
+        print(f"error: models: {err}", file=sys.stderr)
+        return 1
     try:
         source = open_source(
             args.source,
@@ -142,7 +161,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
             ]
             record = {
                 "frame": frame.index,
-                "time": round(frame.timestamp, 3),
+                # a file's frame: its place in the file; a camera's: the wall-clock time
+                "time": round(frame.clip_time if frame.clip_time is not None else time.time(), 3),
                 "ms": round(elapsed_ms, 2),
                 "faces": faces,
             }
@@ -157,7 +177,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
                     )
                     or "no face"
                 )
-                print(f"{frame.timestamp:9.3f}s  {summary}  ({elapsed_ms:.1f} ms)", flush=True)
+                when = (
+                    f"{frame.clip_time:9.3f}s"
+                    if frame.clip_time is not None
+                    else time.strftime("%H:%M:%S")
+                )
+                print(f"{when}  {summary}  ({elapsed_ms:.1f} ms)", flush=True)
             shown += 1
     finally:
         source.close()
@@ -167,7 +192,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from device.checks import run_checks
 
-    lines = run_checks(_config_path(args))
+    if args.config:
+        lines = run_checks(Path(args.config), explicit=True)
+    else:
+        lines = run_checks(default_config_path())
     for name, ok, message in lines:
         print(f"{'ok  ' if ok else 'FAIL'} {name}: {message}")
     return 0 if all(ok for _, ok, _ in lines) else 1
@@ -190,6 +218,16 @@ def cmd_reset_password(args: argparse.Namespace) -> int:
         f"the setup code {code}."
     )
     return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     detect.add_argument("--json", action="store_true", help="one JSON object per frame")
     detect.add_argument("--fast", action="store_true", help="do not pace files in real time")
-    detect.add_argument("--frames", type=int, help="stop after this many frames")
+    detect.add_argument("--frames", type=_positive, help="stop after this many frames")
     detect.set_defaults(handler=cmd_detect)
 
     add("check", "check camera, models, runtime, config, Spotify, MQTT").set_defaults(
@@ -240,7 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except ConfigError as err:
-        print(f"configuration error: {err}", file=sys.stderr)
+        for line in err.lines():
+            print(f"configuration error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -28,13 +28,29 @@ SYSTEM_CONFIG = Path("/etc/moodmelody/config.toml")
 
 
 class ConfigError(ValueError):
-    """A configuration value is wrong; the message names the file and the key."""
+    """One or more configuration values are wrong; each line names the file and the key.
 
-    def __init__(self, source: str, key: str, problem: str) -> None:
-        super().__init__(f"{source}: {key}: {problem}")
+    `key` and `problem` are the first; `problems` holds every key's problem, in file order.
+    """
+
+    def __init__(
+        self, source: str, key: str, problem: str, more: Mapping[str, str] | None = None
+    ) -> None:
+        self.problems = {key: problem, **(more or {})}
+        super().__init__("\n".join(f"{source}: {k}: {p}" for k, p in self.problems.items()))
         self.source = source
         self.key = key
         self.problem = problem
+
+    @classmethod
+    def collected(cls, source: str, problems: Mapping[str, str]) -> ConfigError:
+        """One error for several keys' problems (at least one)."""
+        (key, problem), *rest = problems.items()
+        return cls(source, key, problem, dict(rest))
+
+    def lines(self) -> list[str]:
+        """One `file: key: problem` line per problem."""
+        return str(self).splitlines()
 
 
 def setting(
@@ -310,7 +326,8 @@ class Config:
         systemd_dir = os.environ.get("STATE_DIRECTORY")  # set by the unit's StateDirectory=
         if systemd_dir:
             return Path(systemd_dir.split(":")[0])
-        return Path.home() / ".local/state/moodmelody"
+        base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local/state"
+        return Path(base) / "moodmelody"
 
     def model_path(self, name: str) -> Path:
         """A [models] path, resolved against the project root when relative."""
@@ -363,28 +380,37 @@ def _validate_value(source: str, key: str, value: Any, meta: Mapping[str, Any], 
 
 
 def config_from_mapping(data: Mapping[str, Any], source: str = "<config>") -> Config:
-    """Validate a parsed TOML document; unknown sections and keys are errors too."""
+    """Validate a parsed TOML document; unknown sections and keys are errors too.
+
+    Every problem is collected before raising, so a form or a file shows them all at once.
+    """
     known = sections()
+    problems: dict[str, str] = {}
     for name in data:
         if name not in known:
-            raise ConfigError(source, name, f"unknown section (allowed: {', '.join(known)})")
+            problems[name] = f"unknown section (allowed: {', '.join(known)})"
     parts = {}
     for name, cls in known.items():
         table = data.get(name, {})
         if not isinstance(table, Mapping):
-            raise ConfigError(source, name, "must be a [section] table")
+            problems[name] = "must be a [section] table"
+            continue
         hints = get_type_hints(cls)
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        for key in table:
+        values = {}
+        for key, value in table.items():
             if key not in fields:
-                raise ConfigError(
-                    source, f"{name}.{key}", f"unknown key (allowed: {', '.join(fields)})"
+                problems[f"{name}.{key}"] = f"unknown key (allowed: {', '.join(fields)})"
+                continue
+            try:
+                values[key] = _validate_value(
+                    source, f"{name}.{key}", value, fields[key].metadata, hints[key]
                 )
-        values = {
-            key: _validate_value(source, f"{name}.{key}", value, fields[key].metadata, hints[key])
-            for key, value in table.items()
-        }
+            except ConfigError as err:
+                problems[err.key] = err.problem
         parts[name] = cls(**values)
+    if problems:
+        raise ConfigError.collected(source, problems)
     return Config(**parts)
 
 

@@ -25,11 +25,21 @@ class CalibrationUnavailable(ValueError):
     """No emotion model is loaded, or the teach session is not where the command needs it."""
 
 
+Overlay = Mapping[str, Mapping[str, Any]]  # {section: {key: value}}
+
+
 class Controller:
-    def __init__(self, config: Config, config_path: Path, status: StatusBoard) -> None:
+    """`config` is what runs: the file's settings with the run-time `overlay` (`run --source`)
+    on top, applied after every load and reload and never saved."""
+
+    def __init__(
+        self, config: Config, config_path: Path, status: StatusBoard, overlay: Overlay | None = None
+    ) -> None:
         self.status = status
         self.config_path = config_path
-        self._config = config
+        self.overlay: Overlay = overlay or {}
+        self._saved = config  # what the file says
+        self._config = self._overlaid(config)
         self._lock = threading.RLock()
         self._listeners: list[ConfigListener] = []
         self._actions: dict[str, Callable[..., Any]] = {}
@@ -38,6 +48,9 @@ class Controller:
     @property
     def config(self) -> Config:
         return self._config
+
+    def _overlaid(self, saved: Config) -> Config:
+        return apply_changes(saved, self.overlay, "--source and other run options")
 
     def on_config_change(self, listener: ConfigListener) -> None:
         self._listeners.append(listener)
@@ -50,18 +63,22 @@ class Controller:
     def update_settings(self, changes: Mapping[str, Mapping[str, Any]], source: str = "") -> Config:
         """Validate, save and apply `changes`; raises ConfigError and changes nothing if wrong."""
         with self._lock:
-            old = self._config
-            new = apply_changes(old, changes, source or str(self.config_path))
-            if new == old:
-                return old
-            save_config(new, self.config_path)
-            self._install(old, new)
+            saved = apply_changes(self._saved, changes, source or str(self.config_path))
+            if saved == self._saved:
+                return self._config
+            save_config(saved, self.config_path)  # the file's settings, never the overlay
+            self._saved = saved
+            new = self._overlaid(saved)
+            if new != self._config:
+                self._install(self._config, new)
             return new
 
     def reload(self) -> Config:
         """Re-read the file (SIGHUP); on error the running config stays and the error is raised."""
         with self._lock:
-            new = load_config(self.config_path)
+            saved = load_config(self.config_path)
+            new = self._overlaid(saved)
+            self._saved = saved
             self._install(self._config, new)
             return new
 
@@ -73,6 +90,17 @@ class Controller:
                 listener(old, new)
             except Exception:
                 logger.exception("applying the new settings failed in %r", listener)
+
+    def spotify_linked(self, spotify_state: str) -> bool:
+        """What linking a Spotify account does, whichever way it was linked (the page's paste
+        flow, the HTTPS callback): the status shows the link, and a dry-run player becomes
+        the Spotify one. True when the player was switched."""
+        self.status.update(spotify_state=spotify_state)
+        if self.config.player.kind != "dry-run":
+            return False
+        self.update_settings({"player": {"kind": "spotify"}}, "Spotify login")
+        logger.info("Spotify linked: the player now plays on Spotify")
+        return True
 
     # Commands: the same settings path as the page, so both stay in step.
     def set_autoplay(self, on: bool, source: str = "command") -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import cv2
 
-from device.camera import Capture, open_source
+from device.camera import Capture, describe_moment, open_source
 from device.config import Config, ConfigError
 from device.controller import Controller
 from device.detector import Face
@@ -37,6 +37,8 @@ from device.teach import CalibrationService, model_id
 from device.worker import PlayerWorker
 
 logger = logging.getLogger(__name__)
+
+NO_FRAMES_AFTER_S = 1.0  # no frame for this long: nobody is seen (the clock goes on)
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,8 @@ def status_line(status: dict[str, Any]) -> str:
     """The one line `systemctl status` shows."""
     mood = status["override"] or status["mood"] or "none yet"
     who = "someone there" if status["present"] else "nobody there"
+    if status["presence_detail"]:
+        who += f" ({status['presence_detail']})"
     return (
         f"mood {mood}, {who}, {status['fps']:.1f} fps, camera {status['camera_state']}, "
         f"player {status['player_state']}"
@@ -109,6 +113,7 @@ class Daemon:
         self._intent_lock = threading.RLock()
         self._stoppers: list[Callable[[], Any]] = []  # MQTT bridge, web servers
         self._last_view: tuple[Any, list[Face]] | None = None  # for the preview, in memory
+        self._clip_time: float | None = None  # the analysed frame's place in its file
         controller.on_config_change(self._apply_config)
         for action, method in (
             ("next_track", "next_track"),
@@ -141,8 +146,12 @@ class Daemon:
     # Start-up and shut-down
 
     def load_models(self) -> bool:
+        from device.checks import missing_model
+
         config = self.controller.config
         try:
+            if problem := missing_model(config):
+                raise FileNotFoundError(problem)
             self.analyser = Analyser.from_config(config)
         except Exception as err:
             logger.error("models: %s (the device keeps running; fix the [models] settings)", err)
@@ -167,7 +176,8 @@ class Daemon:
         from device.mqtt import MqttBridge
 
         config = self.controller.config
-        bridge = MqttBridge(self.controller, device_id(), setup_url(config))
+        advertised = setup_url(config) if config.web.enabled else ""  # no page: no link to it
+        bridge = MqttBridge(self.controller, device_id(), advertised)
         bridge.start()
         self._stoppers.append(bridge.stop)
         if not config.web.enabled:
@@ -183,9 +193,10 @@ class Daemon:
             logger.error("setup page: cannot listen on %s: %s", config.web.listen, err)
         try:
             callback = start_callback_server(
-                SpotifyAuth(config, self.state_dir),
+                lambda: SpotifyAuth(self.controller.config, self.state_dir),
                 config.spotify.callback_listen,
                 setup_url(config) + "/spotify",
+                self.controller.spotify_linked,
             )
             self._stoppers.append(callback.shutdown)
         except OSError as err:
@@ -218,7 +229,7 @@ class Daemon:
         self.worker.start()
         self.start_services()
         self.capture.start()
-        self.capture.first_attempt.wait(10)
+        self._wait(self.capture.first_attempt, 10.0)  # READY once the camera was tried
         watchdog = None
         interval = watchdog_interval()
         if interval:
@@ -240,6 +251,16 @@ class Daemon:
             self.notifier.close()
         return 0
 
+    def _wait(self, event: threading.Event, timeout: float) -> bool:
+        """Wait for `event` at most `timeout` seconds, but never past a stop request."""
+        deadline = time.monotonic() + timeout
+        while not event.is_set() and not self.stop_event.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.stop_event.wait(min(left, 0.05))
+        return event.is_set()
+
     def _on_stop_signal(self, signum: int, _frame: Any) -> None:
         logger.info("received %s", signal.Signals(signum).name)
         self.stop_event.set()
@@ -258,7 +279,8 @@ class Daemon:
     # The analysis loop
 
     def _analysis_loop(self, watchdog: Watchdog | None) -> None:
-        last_stamp: float | None = None
+        last_stamp: float | None = None  # the newest frame's timestamp (the machine's clock)
+        last_frame_at = time.monotonic()  # when it arrived
         frames = 0
         window_start = time.monotonic()
         while not self.stop_event.is_set():
@@ -266,23 +288,44 @@ class Daemon:
                 watchdog.beat()
             period = 1.0 / self.controller.config.camera.fps
             frame = self.capture.latest(timeout=min(period, 0.5))
-            if frame is None or self.analyser is None or self.machine is None:
+            arrived = time.monotonic()
+            elapsed = arrived - window_start
+            if elapsed >= 2.0:  # also when no frame comes: 0 fps is the truth then
+                self.status.update(fps=round(frames / elapsed, 1))
+                frames, window_start = 0, arrived
+            if frame is None:
+                silent_for = arrived - last_frame_at
+                if silent_for >= max(NO_FRAMES_AFTER_S, 2 * period):
+                    now = None if last_stamp is None else last_stamp + silent_for
+                    self._no_frames(now, silent_for)
+                continue
+            if self.analyser is None or self.machine is None:
                 continue
             if last_stamp is not None and frame.timestamp - last_stamp < period * 0.999:
                 if not self.options.fast:  # wait for the next slot, then take the newest frame
                     self.stop_event.wait(period - (frame.timestamp - last_stamp))
                 continue
-            last_stamp = frame.timestamp
+            last_stamp, last_frame_at = frame.timestamp, arrived
+            self._clip_time = frame.clip_time
             self._analyse(frame.rgb, frame.timestamp, frame.still)
             frames += 1
-            elapsed = time.monotonic() - window_start
-            if elapsed >= 2.0:
-                self.status.update(fps=round(frames / elapsed, 1))
-                frames, window_start = 0, time.monotonic()
+
+    def _no_frames(self, now: float | None, silent_for: float) -> None:
+        """No frame for `silent_for` seconds (camera off, unplugged, missing, file ended):
+        nobody is seen, on the clock (`now`; None before the first frame), so presence ends
+        after the absence time as when a room empties, and the status says why."""
+        camera = self.status.snapshot()
+        why = camera["camera_detail"] or f"camera {camera['camera_state']}"
+        self.status.update(presence_detail=f"no camera frames for {silent_for:.0f} s: {why}")
+        if self.machine is None or now is None:
+            return
+        self._clip_time = None  # past the file's end, or a camera: the wall clock
+        self.follow(now, None, 0)
 
     def _analyse(self, rgb: Any, now: float, still: bool) -> None:
         assert self.analyser is not None and self.machine is not None
         assert self.calibration is not None
+        self.status.update(presence_detail="")
         follow = self.controller.config.mood.follow
         results = self.analyser.analyse(rgb, None if still else now, all_faces=follow == "room")
         preview = self.controller.config.web.preview
@@ -309,18 +352,18 @@ class Daemon:
     def _on_event(self, event: MoodChanged | PresenceChanged) -> None:
         if isinstance(event, MoodChanged):
             logger.info(
-                "mood changed: %s -> %s at t=%.1f s (%s)",
-                event.previous,
+                "mood changed: %s -> %s at %s (%s)",
+                event.previous or "no mood yet",
                 event.mood,
-                event.at,
+                describe_moment(self._clip_time),
                 event.reason,
             )
             self.status.update(mood=event.mood, mood_reason=event.reason, mood_since=time.time())
         else:
             logger.info(
-                "presence changed: %s at t=%.1f s",
+                "presence changed: %s at %s",
                 "someone there" if event.present else "nobody there",
-                event.at,
+                describe_moment(self._clip_time),
             )
             self.status.update(present=event.present)
         self._reconsider()

@@ -20,6 +20,11 @@ from device.config import MqttConfig
 DEVICE_NAME = "Mood Melody"
 NO_FACE = "none"
 """The Emotion sensor's state when no face is seen (and the Mood's when nobody is there)."""
+FOLLOW_FACES = "follow faces"
+"""The Mood override's option for no override. Not `none`: Home Assistant's MQTT select reads
+a state of `none` (any case) as "no option selected", so it could never show it."""
+LEGACY_NO_OVERRIDE = "none"
+"""Still accepted as an override command (older automations send it)."""
 UNKNOWN = "None"
 """Home Assistant's PAYLOAD_NONE: the entity's state becomes `unknown`."""
 ONLINE, OFFLINE = "online", "offline"
@@ -94,7 +99,7 @@ class Entity:
 
 
 _MOODS = [*EMOTIONS, NO_FACE]
-OVERRIDE_OPTIONS = (NO_FACE, *EMOTIONS)
+OVERRIDE_OPTIONS = (FOLLOW_FACES, *EMOTIONS)
 _DIAGNOSTIC = {"ent_cat": "diagnostic"}
 
 ENTITIES: tuple[Entity, ...] = (
@@ -322,7 +327,7 @@ STATES: tuple[StateTopic, ...] = (
     ),
     _state("autoplay", "autoplay", lambda s: _on_off(s["autoplay"])),
     _state("camera", "camera_enabled", lambda s: _on_off(s["camera_enabled"])),
-    _state("override", "override", lambda s: s["override"] or NO_FACE),
+    _state("override", "override", lambda s: s["override"] or FOLLOW_FACES),
     _state("correct_to", "correct_to", lambda s: s["correct_to"]),
     _state("calibration", "calibration", lambda s: _text(s["calibration"])),
     _state("fps", "fps", lambda s: f"{s['fps']:.1f}", throttled=True),
@@ -386,7 +391,7 @@ class BadCommand(ValueError):
 @dataclass(frozen=True)
 class Command:
     """A validated command: `key` is the entity; `value` a bool (switch), a mood or None
-    (select: None is "none"), or None (button)."""
+    (select: None is "follow faces", or the old "none"), or None (button)."""
 
     key: str
     value: bool | str | None = None
@@ -415,9 +420,11 @@ def parse_command(layout: Layout, topic: str, payload: bytes) -> Command:
         return Command(entity.key, _SWITCH[text.upper()])
     if entity.platform == "select":
         choice, options = text.lower(), entity.options["ops"]
+        if entity.key == "override" and choice in (FOLLOW_FACES, LEGACY_NO_OVERRIDE):
+            return Command(entity.key, None)
         if choice not in options:
             raise BadCommand(f"expected one of {', '.join(options)}")
-        return Command(entity.key, None if choice == NO_FACE else choice)
+        return Command(entity.key, choice)
     if text != "PRESS":
         raise BadCommand("expected PRESS")
     return Command(entity.key)

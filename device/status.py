@@ -31,6 +31,7 @@ INITIAL: dict[str, Any] = {
     "scores": {},  # emotion -> smoothed probability, 0..1
     "confidence": 0.0,  # smoothed probability of `emotion`, 0..1
     "present": False,
+    "presence_detail": "",  # why nobody is seen although someone may be there, e.g. no frames
     "mood": None,  # the debounced mood the player follows
     "mood_reason": "",
     "mood_since": 0.0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import socket
 import subprocess
@@ -19,9 +20,46 @@ from training import EMOTIONS
 
 REPO = Path(__file__).resolve().parent.parent
 FER2013 = REPO.parent / "shared/datasets/fer2013"
+REAL_HOME = Path(os.environ.get("HOME") or Path.home())
+"""The home of whoever runs the tests, before `isolated_home` replaces it: never written."""
 
 # Fixture modules of each area; add yours here.
 pytest_plugins: list[str] = ["tests.fake_spotify", "tests.web_site", "tests.web_browser"]
+
+
+def home_environment(home: Path, cache: Path | None = None) -> dict[str, str]:
+    """HOME and every XDG base directory inside `home` (the cache in `cache` if given)."""
+    runtime = home / ".run"
+    for folder in (home, runtime):
+        folder.mkdir(parents=True, exist_ok=True)
+    runtime.chmod(0o700)
+    return {
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_STATE_HOME": str(home / ".local/state"),
+        "XDG_DATA_HOME": str(home / ".local/share"),
+        "XDG_CACHE_HOME": str(cache or home / ".cache"),
+        "XDG_RUNTIME_DIR": str(runtime),
+    }
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache folder for the whole run (font caches and the like), inside pytest's tmp."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, shared_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Every test, and every process it starts, gets its own HOME and XDG folders in pytest's
+    tmp: a default config or state folder (`~/.config/moodmelody`, `~/.local/state/...`)
+    never reaches the real home, where a later `make run` would pick it up."""
+    home = tmp_path_factory.mktemp("home")
+    for name, value in home_environment(home, shared_cache).items():
+        monkeypatch.setenv(name, value)
+    return home
 
 
 def free_port() -> int:

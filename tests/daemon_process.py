@@ -20,11 +20,12 @@ import numpy as np
 
 from device.config import Config
 from device.pipeline import Analyser
+from tests.conftest import home_environment
 from tests.frames import FRAME_SIZE, background, face_files, face_frame, read_gray, write_clip
 
 REPO = Path(__file__).resolve().parent.parent
-MOOD_LINE = re.compile(r"mood changed: (\w+) -> (\w+) at t=([\d.]+) s")
-PRESENCE_LINE = re.compile(r"presence changed: (someone there|nobody there) at t=([\d.]+) s")
+MOOD_LINE = re.compile(r"mood changed: (no mood yet|\w+) -> (\w+) at clip ([\d.]+) s")
+PRESENCE_LINE = re.compile(r"presence changed: (someone there|nobody there) at clip ([\d.]+) s")
 PLAYER_LINE = re.compile(r"dry-run player: (play mood=(\w+)|pause)")
 
 
@@ -87,6 +88,18 @@ state_dir = "{state_dir}"
     return path
 
 
+def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`moodmelody ARGS…` to its end, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "device.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+    )
+
+
 @dataclass
 class DaemonProcess:
     process: subprocess.Popen[str]
@@ -94,13 +107,16 @@ class DaemonProcess:
 
     @classmethod
     def start(cls, config: Path, *args: str, env: dict[str, str] | None = None) -> DaemonProcess:
+        """`moodmelody run --config config`, with HOME and XDG folders beside `config` (in a
+        test's or bench's temporary folder), so that nothing lands in the real home."""
+        home = home_environment(config.parent / "home")
         process = subprocess.Popen(
             [sys.executable, "-m", "device.cli", "run", "--config", str(config), *args],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **home, **(env or {})},
         )
         os.set_blocking(process.stdout.fileno(), False)
         return cls(process)
@@ -138,7 +154,7 @@ class DaemonProcess:
         self.process.stdout.close()
 
     def events(self) -> list[tuple[str, str, float]]:
-        """(kind, value, media time) of every mood and presence change logged."""
+        """(kind, value, clip time) of every mood and presence change logged in a file."""
         found = []
         for line in self.lines:
             if match := MOOD_LINE.search(line):

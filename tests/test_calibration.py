@@ -446,7 +446,7 @@ base_topic = "mm"
     home_assistant.subscribe("mm/mood")
     home_assistant.loop_start()
     try:
-        daemon.wait_for(f"mood changed: None -> {misread}", timeout=60)
+        daemon.wait_for(f"mood changed: no mood yet -> {misread}", timeout=60)
         home_assistant.publish("mm/correct_to/set", truth, qos=1).wait_for_publish(5)
         corrected = f"mood changed: {misread} -> {truth}"
         for presses in range(1, 4):

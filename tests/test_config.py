@@ -106,3 +106,27 @@ def test_the_example_config_documents_exactly_the_defaults() -> None:
         "regenerate: python -c 'from device.config import *; "
         'print(dump_config(Config()), end="")\' > config.example.toml'
     )
+
+
+def test_every_bad_value_is_reported_at_once(tmp_path: Path) -> None:
+    """Fixing one typo only to be told of the next, one restart at a time, is what users hate:
+    every problem of the file comes in one error, one line each, in file order."""
+    path = write(
+        tmp_path,
+        '[camera]\nfps = "fast"\nwidth = 10\n[mood]\nfollow = "loudest"\ncolour = 1\n[nosuch]\n',
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert list(caught.value.problems) == [
+        "nosuch",
+        "camera.fps",
+        "camera.width",
+        "mood.follow",
+        "mood.colour",
+    ]
+    lines = caught.value.lines()
+    assert len(lines) == 5 and all(line.startswith(f"{path}: ") for line in lines)
+    assert (caught.value.key, caught.value.problem) == (
+        "nosuch",
+        caught.value.problems["nosuch"],
+    )

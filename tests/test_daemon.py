@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
-import subprocess
-import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -20,7 +20,13 @@ from device.daemon import Daemon
 from device.pipeline import Analyser
 from device.player import DryRunPlayer
 from device.status import StatusBoard
-from tests.daemon_process import REPO, DaemonProcess, build_clip, confident_faces, write_config
+from tests.daemon_process import (
+    DaemonProcess,
+    build_clip,
+    confident_faces,
+    run_cli,
+    write_config,
+)
 from tests.frames import face_frame, read_gray
 from tests.waiting import wait_until
 
@@ -80,6 +86,72 @@ def test_replayed_clip_gives_the_exact_sequence_of_events(
     assert calls[:3] == ["happy", "sad", "pause"] and calls[-1] == "angry"
 
 
+@contextlib.contextmanager
+def watchdog_status(
+    tmp_path: Path,
+) -> Iterator[tuple[dict[str, str], Callable[[Callable[[str], bool]], str]]]:
+    """A datagram socket in systemd's place, pinged every 0.5 s: the daemon's environment,
+    and a function that returns the first status line that passes a test (10 s at most)."""
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(30)
+
+        def until(wanted: Callable[[str], bool]) -> str:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                line = sock.recv(4096).decode()
+                if wanted(line):
+                    return line
+            raise AssertionError(f"no such status line; the last: {line}")
+
+        yield {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "1000000"}, until
+
+
+def test_when_frames_stop_presence_ends_on_the_clock(
+    fer2013: Path, tmp_path: Path, daemon_factory
+) -> None:
+    """70 s after a file ended (or the camera was switched off or unplugged) the status still
+    said someone was there, happy, at 5 fps, and the music played on "for someone". No
+    frames means nobody seen: after the absence time (2 s here) presence ends and the player
+    pauses, and the status says why."""
+    clip = build_clip(tmp_path / "happy.avi", fer2013, [("happy", 3.0)], fps=10)
+    config = write_config(tmp_path / "config.toml", tmp_path / "state", clip)
+    with watchdog_status(tmp_path) as (env, status_until):
+        daemon = daemon_factory(config, env=env)
+        daemon.wait_for("presence changed: someone there")
+        daemon.wait_for("ended", timeout=20)
+        ended = time.monotonic()
+        daemon.wait_for("presence changed: nobody there", timeout=10)
+        daemon.wait_for("dry-run player: pause", timeout=5)
+        assert time.monotonic() - ended < 6.0
+        line = status_until(lambda text: "0.0 fps" in text and "nobody there (" in text)
+    assert "nobody there (no camera frames for" in line and "end of the file" in line, line
+    assert daemon.terminate()[0] == 0
+
+
+def test_logs_give_the_place_in_the_clip_and_words_for_no_mood(
+    fer2013: Path, tmp_path: Path, daemon_factory
+) -> None:
+    """Played in real time, a clip's events were stamped with the machine's uptime
+    (`t=1563.1 s` a second into the clip) and the first mood came from Python's `None`."""
+    clip = build_clip(tmp_path / "happy.avi", fer2013, [("happy", 3.0)], fps=10)
+    config = write_config(tmp_path / "config.toml", tmp_path / "state", clip)
+    daemon = daemon_factory(config)
+    daemon.wait_for("mood changed: no mood yet -> happy at clip ")
+    assert daemon.terminate()[0] == 0
+    presence, mood, *_ = daemon.events()
+    assert presence[:2] == ("presence", "someone there") and presence[2] < 0.5
+    assert mood[:2] == ("mood", "happy") and 1.5 <= mood[2] <= 3.0
+
+
+def test_detect_gives_the_place_in_a_file(fer2013: Path, tmp_path: Path) -> None:
+    clip = build_clip(tmp_path / "happy.avi", fer2013, [("happy", 1.0)], fps=10)
+    result = run_cli("detect", "--frames", "3", str(clip))
+    times = [line.split()[0] for line in result.stdout.splitlines()]
+    assert times == ["0.000s", "0.100s", "0.200s"], result.stdout
+
+
 def test_sd_notify_ready_watchdog_status_and_clean_sigterm(
     clip: Path, tmp_path: Path, daemon_factory
 ) -> None:
@@ -124,6 +196,37 @@ def test_a_missing_camera_is_a_clear_message_not_a_crash(tmp_path: Path, daemon_
     assert daemon.terminate()[0] == 0
 
 
+def test_with_the_camera_off_ready_and_shutdown_are_prompt(tmp_path: Path, daemon_factory) -> None:
+    """A privacy-switched camera is never "tried", and the start-up once waited 10 s for that
+    try, deaf to SIGINT: READY came 10 s late and Ctrl-C took 6.8 s (the README says 5)."""
+    config = write_config(tmp_path / "config.toml", tmp_path / "state", Path("/dev/video-absent"))
+    config.write_text(config.read_text().replace("fps = 10.0", "fps = 10.0\nenabled = false"))
+    first = daemon_factory(config)
+    first.wait_for("models loaded")
+    started = time.monotonic()
+    first.wait_for("running: ", timeout=10)
+    assert time.monotonic() - started < 3.0, "\n".join(first.lines)
+    assert first.terminate()[0] == 0
+    second = daemon_factory(config)
+    second.wait_for("models loaded")
+    started = time.monotonic()
+    second.process.send_signal(signal.SIGINT)
+    assert second.process.wait(10) == 0
+    assert time.monotonic() - started < 3.0
+
+
+def test_a_camera_missing_from_the_start_is_why_nobody_is_seen(
+    tmp_path: Path, daemon_factory
+) -> None:
+    config = write_config(tmp_path / "config.toml", tmp_path / "state", Path("/dev/video-absent"))
+    with watchdog_status(tmp_path) as (env, status_until):
+        daemon = daemon_factory(config, env=env)
+        line = status_until(lambda text: "nobody there (" in text)
+    assert "nobody there (no camera frames for" in line, line
+    assert "/dev/video-absent: no such device or file" in line, line
+    assert daemon.terminate()[0] == 0
+
+
 def test_a_corrupt_config_waits_for_a_fix_then_runs(tmp_path: Path, daemon_factory) -> None:
     """A typo must not crash-loop the service: it says what is wrong and waits."""
     config = tmp_path / "config.toml"
@@ -140,18 +243,61 @@ def test_a_corrupt_config_waits_for_a_fix_then_runs(tmp_path: Path, daemon_facto
 
 
 def test_a_corrupt_config_falls_back_to_the_last_good_one(tmp_path: Path, daemon_factory) -> None:
-    state = tmp_path / ".local/state/moodmelody"
-    config = write_config(tmp_path / "config.toml", state, Path("/dev/video-absent"))
-    env = {"HOME": str(tmp_path)}
-    first = daemon_factory(config, env=env)
+    config = write_config(tmp_path / "config.toml", tmp_path / "state", Path("/dev/video-absent"))
+    first = daemon_factory(config)
     first.wait_for("running: ")
     first.terminate()
-    assert (state / "last-good-config.toml").exists()
+    assert (tmp_path / "config.last-good.toml").exists(), "kept beside the config"
     config.write_text(config.read_text().replace("fps = 10.0", "fps = -1"))
-    second = daemon_factory(config, env=env)
+    second = daemon_factory(config)
     second.wait_for("running with the last good configuration")
     second.wait_for("running: ")
     assert second.terminate()[0] == 0
+
+
+def test_each_config_has_its_own_last_good_one(tmp_path: Path, daemon_factory) -> None:
+    """Two daemons on one machine (or the test suite and the user) sharing a HOME must not
+    share a fallback: a typo in B's file must never run B with A's settings."""
+    home = {"HOME": str(tmp_path / "home")}  # the same home for both, as on one machine
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = write_config(tmp_path / "a/config.toml", tmp_path / "a/state", Path("/dev/video-a"))
+    first = daemon_factory(a, env=home)
+    first.wait_for("running: ")
+    first.terminate()
+    b = tmp_path / "b/config.toml"
+    b.write_text('[camera]\nfps = "fast"\n[web]\nenabled = false\n')
+    second = daemon_factory(b, env=home)
+    second.wait_for("waiting for")
+    assert not any("last good" in line for line in second.read()), "\n".join(second.lines)
+
+
+def test_a_daemon_under_test_writes_nothing_outside_its_tmp_folder(
+    tmp_path: Path, daemon_factory
+) -> None:
+    """The test suite once left its config as the user's "last good" one, so a later `make run`
+    with a typo replayed a pytest clip. A daemon with no [paths] state_dir, no --config default
+    and the setup page on must keep everything (state, certificate, fallback) under tmp_path."""
+    from tests.conftest import REAL_HOME, free_port
+
+    started = time.time()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[camera]\nsource = "/dev/video-absent"\n[web]\nlisten = "127.0.0.1:{free_port()}"\n'
+        f'[spotify]\ncallback_listen = "127.0.0.1:{free_port()}"\n'
+    )
+    daemon = daemon_factory(config)
+    daemon.wait_for("running: ")
+    assert daemon.terminate()[0] == 0
+    state = next(
+        line.split("state in ", 1)[1].strip() for line in daemon.lines if "state in " in line
+    )
+    assert Path(state).resolve().is_relative_to(tmp_path.resolve()), state
+    assert (Path(state) / "callback_cert.pem").exists()
+    for folder in (".local/state/moodmelody", ".config/moodmelody"):
+        real = REAL_HOME / folder
+        touched = [p for p in real.rglob("*") if p.stat().st_mtime >= started]
+        assert not touched, f"written in the real home: {touched}"
 
 
 def happy_frames(fer2013: Path) -> list[np.ndarray]:
@@ -171,14 +317,7 @@ def test_detect_prints_faces_and_emotions_as_json(fer2013: Path, tmp_path: Path)
     folder.mkdir()
     for i, frame in enumerate(happy_frames(fer2013)):
         cv2.imwrite(str(folder / f"{i}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    result = subprocess.run(
-        [sys.executable, "-m", "device.cli", "detect", "--json", "--fast", str(folder)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    result = run_cli("detect", "--json", "--fast", str(folder))
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["frame"] for r in records] == [1, 2]
     for record, (cx, cy) in zip(records, [(320, 240), (160, 120)], strict=True):

@@ -16,6 +16,7 @@ from device import EMOTIONS, __version__
 from device.config import MqttConfig
 from device.homeassistant import (
     ENTITIES,
+    FOLLOW_FACES,
     NO_FACE,
     STATES,
     UNKNOWN,
@@ -438,7 +439,7 @@ def test_the_entities_are_the_ones_the_issue_asks_for() -> None:
     assert by_name["Confidence"].options["unit_of_meas"] == "%"
     assert by_name["Presence"].options["dev_cla"] == "occupancy"
     assert by_name["Mood change"].options["evt_typ"] == list(EMOTIONS)
-    assert by_name["Mood override"].options["ops"] == [NO_FACE, *EMOTIONS]
+    assert by_name["Mood override"].options["ops"] == [FOLLOW_FACES, *EMOTIONS]
     assert by_name["Correct mood to"].options["ops"] == list(EMOTIONS)
     assert by_name["Uptime"].options["dev_cla"] == "timestamp"
     diagnostics = {e.name for e in ENTITIES if e.options.get("ent_cat") == "diagnostic"}
@@ -510,7 +511,7 @@ def test_state_payloads_are_what_the_entities_accept() -> None:
     )
     assert (idle["emotion"], busy["emotion"]) == (NO_FACE, "happy")
     assert (idle["mood"], busy["mood"]) == (NO_FACE, "sad")
-    assert (idle["override"], busy["override"]) == (NO_FACE, "angry")
+    assert (idle["override"], busy["override"]) == (FOLLOW_FACES, "angry")
     for state in (idle, busy):
         assert state["emotion"] in options["emotion"] and state["mood"] in options["mood"]
         assert state["override"] in options["override"]
@@ -591,7 +592,9 @@ def test_layout_defaults_and_overrides() -> None:
         ("autoplay", b"off", Command("autoplay", False)),
         ("camera", b" OFF\n", Command("camera", False)),
         ("override", b"happy", Command("override", "happy")),
-        ("override", b"none", Command("override", None)),
+        ("override", b"follow faces", Command("override", None)),
+        ("override", b"none", Command("override", None)),  # the old option, still accepted
+        ("override", b"None", Command("override", None)),
         ("next_track", b"PRESS", Command("next_track")),
         ("pause", b"PRESS", Command("pause")),
         ("play", b"PRESS", Command("play")),
@@ -634,3 +637,35 @@ def test_any_message_is_a_command_or_a_reason(topic: str, payload: bytes) -> Non
     except BadCommand:
         return
     assert command.value in {True, False, None, *EMOTIONS}
+
+
+def home_assistant_select_option(payload: str, options: list[str], shown: str | None) -> str | None:
+    """The option Home Assistant's MQTT select shows after a state message, as its
+    `homeassistant/components/mqtt/select.py` (2026.2) decides: a payload equal to
+    PAYLOAD_NONE ("None") in any case clears the selection (the state reads `unknown`); one
+    not among the options is logged as an error and ignored (`shown` stays); else that one."""
+    if payload.lower() == "none":
+        return None
+    if payload not in options:
+        return shown
+    return payload
+
+
+def test_home_assistant_can_show_every_option_of_every_select() -> None:
+    """Seen from a real Home Assistant: the Mood override read `unknown` at start and after
+    choosing its `none` option, because HA's select takes `none` for "nothing selected".
+    Every state the device publishes for a select must be shown by HA as that option."""
+    selects = {e.key: e.options["ops"] for e in ENTITIES if e.platform == "select"}
+    assert selects, "the device has selects"
+    for key, options in selects.items():
+        (state,) = [s for s in STATES if s.suffix == key]
+        for option in options:
+            value = {"override": option if option in EMOTIONS else None, "correct_to": option}
+            snapshot = {**INITIAL, key: value[key]}
+            payload = state.render(snapshot)
+            assert home_assistant_select_option(payload, options, "previous") == option, (
+                key,
+                payload,
+            )
+        initial = state.render(INITIAL)
+        assert home_assistant_select_option(initial, options, None) in options, (key, initial)

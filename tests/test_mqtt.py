@@ -164,8 +164,40 @@ def test_discovery_availability_and_states_are_retained(
     assert found[layout.availability] == b"online"
     assert found[layout.state("emotion")] == b"none"
     assert found[layout.state("autoplay")] == b"ON"
-    assert found[layout.state("override")] == b"none"
+    assert found[layout.state("override")] == b"follow faces"
     assert layout.state("mood_change") not in found  # events are never retained
+
+
+@pytest.mark.parametrize("web", [True, False])
+def test_the_setup_link_is_advertised_only_when_the_page_is_served(
+    mosquitto: Broker, tmp_path: Path, web: bool
+) -> None:
+    """With `[web] enabled = false` Home Assistant offered a "Visit" link to a page that
+    is not there."""
+    from device.daemon import Daemon
+    from device.identity import device_id
+
+    listen = {"listen": f"127.0.0.1:{free_port()}"} if web else {}
+    config = apply_changes(
+        Config(),
+        {
+            "mqtt": {"enabled": True, "host": "127.0.0.1", "port": mosquitto.port},
+            "web": {"enabled": web, **listen},
+            "spotify": {"callback_listen": f"127.0.0.1:{free_port()}"},
+            "paths": {"state_dir": str(tmp_path / "state")},
+        },
+    )
+    daemon = Daemon(Controller(config, tmp_path / "config.toml", StatusBoard()))
+    daemon.start_services()
+    try:
+        layout = Layout.from_config(config.mqtt, device_id())
+        wait_until(lambda: retained(mosquitto.port, layout.discovery_topic()), "discovery")
+        found = retained(mosquitto.port, layout.discovery_topic())
+        device = json.loads(found[layout.discovery_topic()])["dev"]
+        assert ("cu" in device) is web, device
+    finally:
+        for stop in daemon._stoppers:
+            stop()
 
 
 def test_per_entity_discovery_when_device_discovery_is_off(
@@ -248,8 +280,14 @@ def test_commands_round_trip_through_the_controller(
     listener.wait_for(layout.state("override"), "sad")
     assert pressed["override"].wait(TIMEOUT) and rig.status.get("override") == "sad"
     mark = listener.mark()
-    listener.publish(layout.command("override"), "none")
-    listener.wait_for(layout.state("override"), "none", since=mark)
+    listener.publish(layout.command("override"), "follow faces")
+    listener.wait_for(layout.state("override"), "follow faces", since=mark)
+    assert rig.status.get("override") is None
+    listener.publish(layout.command("override"), "angry")
+    listener.wait_for(layout.state("override"), "angry")
+    mark = listener.mark()
+    listener.publish(layout.command("override"), "none")  # what older automations send
+    listener.wait_for(layout.state("override"), "follow faces", since=mark)
     assert rig.status.get("override") is None
 
     listener.publish(layout.command("next_track"), "PRESS")

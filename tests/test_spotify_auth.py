@@ -293,7 +293,7 @@ def test_https_callback_finishes_the_login_and_returns_to_the_setup_page(
     port = free_port()
     callback = f"https://127.0.0.1:{port}/callback"
     fake_spotify.redirect_uris.add(callback)
-    server = start_callback_server(auth, f"127.0.0.1:{port}", "http://setup.example/")
+    server = start_callback_server(lambda: auth, f"127.0.0.1:{port}", "http://setup.example/")
     try:
         assert stat.S_IMODE((tmp_path / KEY_FILE).stat().st_mode) == 0o600
         cert = str(tmp_path / "callback_cert.pem")
@@ -321,7 +321,7 @@ def test_a_real_browser_follows_the_https_login(fake_spotify: FakeSpotify, tmp_p
     callback = f"https://127.0.0.1:{port}/callback"
     fake_spotify.redirect_uris.add(callback)
     setup_url = f"{fake_spotify.base_url}/setup-page"
-    server = start_callback_server(auth, f"127.0.0.1:{port}", setup_url)
+    server = start_callback_server(lambda: auth, f"127.0.0.1:{port}", setup_url)
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for flag in (

@@ -223,6 +223,26 @@ def test_behaviour_problems_are_shown_beside_their_field(
     assert site.controller.config == before
 
 
+def test_every_problem_of_a_form_is_shown_at_once(site: WebSite) -> None:
+    """The README promises every field's problem beside it: a form with three mistakes
+    (one not even a number) shows all three, and saves nothing."""
+    before = site.controller.config
+    answer = site.post(
+        "/behaviour",
+        {
+            **BEHAVIOUR_FORM,
+            "mood.dwell_s": "soon",
+            "mood.threshold": "1.5",
+            "player.quiet_hours": "late",
+        },
+    )
+    assert answer.status_code == 400
+    page = answer.get_data(as_text=True)
+    for field in ("mood.dwell_s", "mood.threshold", "player.quiet_hours"):
+        assert f'id="{field}-error" role="alert">' in page, field
+    assert site.controller.config == before
+
+
 def test_controller_refusal_is_what_the_page_shows(site: WebSite) -> None:
     """The page must show the controller's own ConfigError, not a guess of its own."""
     with pytest.raises(ConfigError) as refused:

@@ -48,6 +48,9 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebDriv
         "--disable-component-update",
         "--disable-sync",
         "--no-first-run",
+        # What a user does once at the warning: accept the device's self-signed certificate
+        # (the HTTPS login callback's).
+        "--ignore-certificate-errors",
         f"--user-data-dir={tmp_path / 'profile'}",
     ):
         options.add_argument(arg)

@@ -263,7 +263,7 @@ def mqtt_test() -> Any:
         try:
             candidate = apply_changes(site().controller.config, changes, "setup page")
         except ConfigError as err:
-            errors = {err.key: err.problem}
+            errors = dict(err.problems)
     if errors:
         return jsonify(ok=False, errors=errors), 400
     ok, message = test_connection(candidate.mqtt)

@@ -108,10 +108,9 @@ def paste() -> Any:
         except LoginError as err:
             flash(f"Not linked: {err}")
             return redirect(url_for("spotify.account", flow="paste", _anchor="login"))
-        _show_link_state(link)
+        switched = site().controller.spotify_linked(link_label(link.auth.account(), time.time()))
     message = f"Linked to {account.display_name or account.user_id}."
-    if site().controller.config.player.kind == "dry-run":
-        site().controller.update_settings({"player": {"kind": "spotify"}}, "setup page")
+    if switched:
         message += " The player now plays on Spotify."
     flash(message + " Next: choose the speaker.")
     return redirect(url_for("spotify.speaker"))

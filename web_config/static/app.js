@@ -21,7 +21,7 @@ const formats = {
   yesno: (v) => (v ? "yes" : "no"),
   fps: (v) => `${(v || 0).toFixed(1)} fps`,
 };
-const blanks = { emotion: "no face", mood: "none yet", override: "none",
+const blanks = { emotion: "no face in view", mood: "none yet", override: "none: follows the faces",
                  "now_playing.name": "nothing", "now_playing.device": "–", model: "–" };
 
 function showStatus(data) {
@@ -29,8 +29,15 @@ function showStatus(data) {
     const key = el.dataset.status;
     const value = pick(data, key);
     const format = formats[el.dataset.format];
-    el.textContent = format ? format(value) : (value === null || value === undefined || value === ""
-      ? (blanks[key] || "") : String(value));
+    const blank = value === null || value === undefined || value === "";
+    el.textContent = format ? format(value) : (blank ? (blanks[key] || "") : String(value));
+    el.classList.toggle("blank", blank && !format);
+  });
+  // data-show-when="key" shows an element while key is truthy; "key=a|b" while it is a or b.
+  document.querySelectorAll("[data-show-when]").forEach((el) => {
+    const [key, wanted] = el.dataset.showWhen.split("=");
+    const value = pick(data, key);
+    el.hidden = wanted === undefined ? !value : !wanted.split("|").includes(String(value));
   });
   document.querySelectorAll("[data-score]").forEach((el) => {
     el.value = (data.scores || {})[el.dataset.score] || 0;
@@ -184,7 +191,17 @@ function wireCorrect() {
   });
 }
 
+// Forms that destroy something ask first (data-confirm holds the question).
+function wireConfirm() {
+  document.querySelectorAll("form[data-confirm]").forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   wireTeach();
   wireCorrect();
+  wireConfirm();
 });
