@@ -11,10 +11,12 @@ pixels wide, so finding faces and following them are two jobs here:
   times the face's size around where it was. That is one small inference per face per
   frame, at the face's own resolution, however far away it sits.
 
-A face the follower misses for a few frames is dropped, and with nobody left to follow
-the scan runs at full pace; once the room has been empty for a while, at a quieter one
-(a newcomer is then found within two seconds). While someone is followed a slow scan
-still runs now and then, so a second person, or someone nearer, is noticed. Time is the frames' own
+A scan looks at one window a frame, so a whole scan takes ten frames. A face the
+follower misses for a few frames is dropped and a scan starts at once; for a while after
+the last face was seen the short-range model also looks at the whole frame on every
+frame, so a listener who comes back near the device is found on the frame they appear.
+While someone is followed a scan still runs now and then, so a second person, or someone
+nearer, is noticed. Time is the frames' own
 (`now`), so a replayed file behaves as it did live.
 """
 
@@ -35,10 +37,8 @@ TILE_OVERLAP = 0.28  # tiles overlap by this share of their side, so a face fits
 class TrackerSettings:
     follow_scale: float = 3.0  # follow window side / face side
     max_misses: int = 2  # frames a followed face may go unseen before it is dropped
-    eager_windows: int = 2  # scan windows per frame while nobody is followed, at first
-    quiet_windows: int = 1  # ... once nobody has been seen for `eager_s`
-    eager_s: float = 30.0
-    busy_windows: int = 1  # scan windows per frame during the slow scan
+    windows_per_frame: int = 1  # scan windows looked at per frame
+    eager_s: float = 30.0  # after the last face, look at the whole frame every frame this long
     rescan_s: float = 20.0  # while someone is followed, start a slow scan this often
     max_faces: int = 4  # faces followed at once (the largest: the nearest)
 
@@ -80,6 +80,7 @@ class FaceTracker:
         self.inferences = 0  # detector calls so far, for the bench
 
     def scan_steps(self, width: int, height: int) -> list[tuple[FaceDetector, Window]]:
+        """A scan's windows in order, the short-range look at the whole frame first."""
         whole = Window.whole(width, height)
         tiles = [(self.far, tile) for tile in tile_windows(width, height)]
         return [(self.near, whole), (self.far, whole), *tiles]
@@ -151,26 +152,24 @@ class FaceTracker:
             self._next_scan_at = None  # someone went out of view: look everywhere, now
 
     def _advance_scan(self, rgb: np.ndarray, now: float) -> None:
+        height, width = rgb.shape[:2]
+        empty_for = 0.0 if self._last_seen is None else now - self._last_seen
+        eager = not self._followed and empty_for < self.settings.eager_s
+        if eager:  # someone just left, or it just started: a returning face is found at once
+            for face in self._detect(rgb, self.near, Window.whole(width, height)):
+                self._start_following(rgb, face)
         if not self._scan:
             due = self._next_scan_at is None or now >= self._next_scan_at
             if self._followed and not due:
                 return
-            height, width = rgb.shape[:2]
-            self._scan = self.scan_steps(width, height)
-        count = self._windows_per_frame(now)
+            self._scan = self.scan_steps(width, height)[1 if eager else 0 :]
+        count = self.settings.windows_per_frame
         steps, self._scan = self._scan[:count], self._scan[count:]
         for detector, window in steps:
             for face in self._detect(rgb, detector, window):
                 self._start_following(rgb, face)
         if not self._scan:
             self._next_scan_at = now + self.settings.rescan_s
-
-    def _windows_per_frame(self, now: float) -> int:
-        settings = self.settings
-        if self._followed:
-            return settings.busy_windows
-        empty_for = now - self._last_seen if self._last_seen is not None else 0.0
-        return settings.eager_windows if empty_for < settings.eager_s else settings.quiet_windows
 
     def _start_following(self, rgb: np.ndarray, face: Face) -> None:
         """Follow a face a scan found, once the follower confirms it in this frame (a

@@ -16,7 +16,7 @@ import pytest
 from device.config import Config
 from device.detector import Face, FaceDetector, Window, crop_face
 from device.pipeline import Analyser
-from device.tracker import FaceTracker, TrackerSettings, tile_windows
+from device.tracker import FaceTracker, tile_windows
 from tests.room import FRAME, Person, face_px, is_found, lamp_light, paste, people, room
 
 
@@ -143,8 +143,8 @@ def test_a_lost_face_starts_a_scan_and_is_found_again(
     calls = tracker.inferences
     stream(tracker, [empty] * 4, start=2.0)
     assert tracker.following == 0
-    # After the misses allowed, the scan runs at its eager pace on every frame.
-    assert tracker.inferences - calls >= 3 + TrackerSettings().eager_windows
+    # After the misses allowed: the whole frame and a scan window, every frame.
+    assert tracker.inferences - calls >= 3 + 2
     seen = stream(tracker, [there] * 10, start=3.0)
     assert any(is_found(faces, moved) for faces in seen[:6])
     assert is_found(seen[-1], moved)
@@ -159,15 +159,31 @@ def test_nobody_there_means_no_face_after_full_scans(tracker: FaceTracker) -> No
 
 
 def test_an_empty_room_is_scanned_quietly_after_a_while(tracker: FaceTracker) -> None:
+    """Just emptied: the whole frame every frame besides the scan; later, the scan alone."""
     empty = lamp_light(room(30), 30)
     settings = tracker.settings
     stream(tracker, [empty] * 3)
     calls = tracker.inferences
     tracker.track(empty, 1.0)
-    assert tracker.inferences - calls == settings.eager_windows
+    assert tracker.inferences - calls == 1 + settings.windows_per_frame
     calls = tracker.inferences
     tracker.track(empty, settings.eager_s + 1.0)
-    assert tracker.inferences - calls == settings.quiet_windows
+    assert tracker.inferences - calls == settings.windows_per_frame
+
+
+def test_a_listener_who_comes_back_near_is_found_on_the_first_frame(
+    tracker: FaceTracker, cast: tuple[Person, ...]
+) -> None:
+    """Back on the sofa at 0.8 m after being away: found on the frame they appear, wherever
+    the scan under way has got to, not when its turn comes round."""
+    empty = lamp_light(room(31), 31)
+    back, (truth,) = frame_with(cast, [(7, 0.8, (1200, 420))], seed=31)
+    for away in range(4, 16):  # frames away: the scan is at a different window each time
+        tracker.reset()
+        stream(tracker, [back] * 3)
+        stream(tracker, [empty] * away, start=1.0)
+        assert tracker.following == 0
+        assert is_found(tracker.track(back, 1.0 + away * 0.2), truth), f"away {away} frames"
 
 
 def test_the_emotion_crop_comes_from_the_full_resolution_frame(
