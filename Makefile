@@ -64,6 +64,11 @@ face-model: $(PY)
 install:
 	sudo bash provisioning/install.sh
 
+# Resolve again the versions a device installs (provisioning/constraints-*.txt), on purpose;
+# then `make test` installs and runs them in Debian chroots (tests/test_provisioning_chroot.py).
+device-constraints: $(PY)
+	$(PY) provisioning/refresh_constraints.py
+
 deploy:
 	rsync -a --delete --exclude .venv --exclude .git ./ $(HOST):moodmelody/
 	ssh -t $(HOST) 'sudo bash moodmelody/provisioning/install.sh'
