@@ -4,10 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 DATA ?= ../shared/datasets/fer2013
-APT_TEST_PACKAGES := mosquitto chromium chromium-driver systemd shellcheck
+APT_TEST_PACKAGES := mosquitto chromium chromium-driver systemd shellcheck debootstrap
 HOST ?= pi@moodmelody.local
 
-.PHONY: setup setup-test run test lint check bench soak train train-torch evaluate face-model install deploy clean
+.PHONY: setup setup-test run test lint check bench soak train train-torch evaluate face-model install deploy device-constraints clean
 
 $(PY):
 	python3 -m venv $(VENV)
