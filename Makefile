@@ -4,10 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 DATA ?= ../shared/datasets/fer2013
-APT_TEST_PACKAGES := mosquitto chromium chromium-driver systemd shellcheck
+APT_TEST_PACKAGES := mosquitto chromium chromium-driver systemd shellcheck debootstrap
 HOST ?= pi@moodmelody.local
 
-.PHONY: setup setup-test run test lint check bench soak train train-torch evaluate face-model install deploy clean
+.PHONY: setup setup-test run test lint check bench soak train train-torch evaluate face-model install deploy device-constraints clean
 
 # Stamps: the package is (re)installed only when pyproject.toml changed since the last time.
 DEVICE_STAMP := $(VENV)/.installed-device
@@ -76,6 +76,11 @@ face-model: $(PY)
 
 install:
 	sudo bash provisioning/install.sh
+
+# Resolve again the versions a device installs (provisioning/constraints-*.txt), on purpose;
+# then `make test` installs and runs them in Debian chroots (tests/test_provisioning_chroot.py).
+device-constraints: $(PY)
+	$(PY) provisioning/refresh_constraints.py
 
 deploy:
 	rsync -a --delete --exclude .venv --exclude .git ./ $(HOST):moodmelody/

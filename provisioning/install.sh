@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Install or upgrade Mood Melody on Raspberry Pi OS Bookworm or Trixie (64-bit).
+# Install or upgrade Mood Melody on Debian 12 (bookworm) or 13 (trixie), 64-bit (arm64 or
+# amd64): Raspberry Pi OS, plain Debian on a mini PC or laptop with a USB webcam, and
+# derivatives with the same packages. Also into an SD-card image being built (a chroot).
 # Safe to re-run: /etc/moodmelody (settings) and /var/lib/moodmelody (tokens) are kept.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive  # apt-get never stops to ask
@@ -13,6 +15,7 @@ SET_HOSTNAME=0
 MDNS_NAME=moodmelody
 SPOTIFY_CONNECT_NAME=
 HOTSPOT=1
+PICAMERA2=0
 APP_PATHS=(device web_config models pyproject.toml README.md config.example.toml)
 CONFIG_DIR=/etc/moodmelody
 STATE_DIR=/var/lib/moodmelody
@@ -31,6 +34,8 @@ and starts moodmelody.service. Re-run it to upgrade.
                                (raspotify) and play there by default
   --no-hotspot                 never offer the "MoodMelody-Setup" Wi-Fi when offline
   --prefix DIR                 install the program here (default $PREFIX)
+  --image                      building an image: enable the units, start nothing (the
+                               default where systemd is not running, as in a chroot)
   --root DIR                   stage into DIR instead of this system: files are written
                                there, system commands are only listed
   --dry-run                    list every action, do nothing
@@ -65,25 +70,46 @@ trap 'rm -rf "$WORK"' EXIT
 VENV=$PREFIX/venv
 APP=$PREFIX/app
 
-# --- Which release: decides where numpy and OpenCV come from ------------------------------
+# --- Which system: decides where numpy and OpenCV come from --------------------------------
 
+# RELEASE (the Debian codename: a derivative's own codename is looked through to the Debian
+# one it is built on), OS_NAME for messages, APT_NUMERICS, CONSTRAINTS (the pinned versions).
 detect_release() {
     local os_release
     os_release=$(target /etc/os-release)
     [[ -r $os_release ]] || os_release=/etc/os-release
     # shellcheck source=/dev/null
     RELEASE=$(. "$os_release" && echo "${VERSION_CODENAME:-unknown}")
+    if [[ $RELEASE != bookworm && $RELEASE != trixie ]]; then
+        # shellcheck source=/dev/null
+        RELEASE=$(. "$os_release" && echo "${DEBIAN_CODENAME:-$RELEASE}")
+    fi
+    # shellcheck source=/dev/null
+    OS_NAME=$(. "$os_release" && echo "${PRETTY_NAME:-${NAME:-Linux} $RELEASE}")
+    if [[ -e $(target /etc/rpi-issue) ]]; then
+        OS_NAME="Raspberry Pi OS $RELEASE"  # its os-release says "Debian GNU/Linux"
+    fi
     case $RELEASE in
-        # picamera2 from apt is built on Debian's numpy 1.24; pip's opencv-python-headless
-        # >= 4.12 wants numpy >= 2 and would shadow it inside the venv. So both from apt.
+        # Bookworm's picamera2 (Raspberry Pi's archive) is built on Debian's numpy 1.24, and
+        # pip's opencv-python-headless >= 4.12 wants numpy >= 2, which would shadow it inside
+        # the venv. So both from apt, and pip is held to apt's numpy (pin_apt_numpy).
         bookworm) APT_NUMERICS=(python3-numpy python3-opencv) ;;
         # Trixie's picamera2 works with numpy 2: pip's numpy and OpenCV wheels.
         trixie) APT_NUMERICS=() ;;
-        *) die "$os_release says '$RELEASE': supported are Raspberry Pi OS bookworm and trixie" ;;
+        *) die "$OS_NAME ($os_release: '$RELEASE') is not supported: supported are Debian 12 \
+bookworm and 13 trixie (Raspberry Pi OS, Debian, and derivatives built on them)" ;;
     esac
-    say "Raspberry Pi OS $RELEASE"
-    if ! staging && [[ $(dpkg --print-architecture) != arm64 ]]; then
-        die "a 64-bit (arm64) Raspberry Pi OS is needed, this is $(dpkg --print-architecture)"
+    CONSTRAINTS=$HERE/constraints-$RELEASE.txt
+    [[ -r $CONSTRAINTS ]] || die "$CONSTRAINTS is missing: run this from a complete checkout"
+    say "$OS_NAME"
+    if ! staging; then
+        local arch
+        arch=$(dpkg --print-architecture)
+        case $arch in
+            arm64 | amd64) ;;
+            *) die "a 64-bit system (arm64 or amd64) is needed: LiteRT has no $arch build. \
+On a Raspberry Pi, install the 64-bit Raspberry Pi OS" ;;
+        esac
     fi
 }
 
@@ -103,12 +129,29 @@ for requirement in dependencies:
 PY
 }
 
+# picamera2 is packaged in Raspberry Pi's archive only (Raspberry Pi OS has it configured).
+# A staged root is judged by its apt sources, this system by what apt can install.
+picamera2_available() {
+    if staging; then
+        grep -rqs 'archive\.raspberrypi\.' "$ROOT/etc/apt/sources.list" "$ROOT/etc/apt/sources.list.d"
+    else
+        apt-cache show python3-picamera2 >/dev/null 2>&1
+    fi
+}
+
 install_packages() {
     say "Debian packages"
     run apt-get update
-    # Without recommends: picamera2 would pull in the whole desktop preview stack.
-    run apt-get install -y --no-install-recommends python3-picamera2
-    run apt-get install -y python3-venv avahi-daemon iw "${APT_NUMERICS[@]}"
+    if picamera2_available; then
+        PICAMERA2=1
+        # Without recommends: picamera2 would pull in the whole desktop preview stack.
+        run apt-get install -y --no-install-recommends python3-picamera2
+    else
+        PICAMERA2=0
+        say "no python3-picamera2 here (it is in Raspberry Pi's archive): USB webcams only"
+    fi
+    # procps: /bin/kill, the unit's ExecReload= (minimal Debian installs lack it).
+    run apt-get install -y python3-venv avahi-daemon iw procps "${APT_NUMERICS[@]}"
 }
 
 create_user() {
@@ -141,6 +184,31 @@ install_app() {
     set_owner "$APP" root:root u=rwX,go=rX --recursive
 }
 
+# The versions pip may install: the release's tested set (provisioning/constraints-*.txt,
+# refreshed on purpose with `make device-constraints`), and on Bookworm apt's numpy exactly,
+# so that nothing a dependency asks for can put another numpy over it. The venv's pip.conf
+# names the file too: a later `pip install` by hand is held to it as well.
+install_constraints() {
+    say "pinned versions ($(basename "$CONSTRAINTS")) in $PREFIX/constraints.txt"
+    cp "$CONSTRAINTS" "$WORK/constraints.txt"
+    if ((${#APT_NUMERICS[@]})); then
+        local numpy=
+        if ! staging && ! ((DRY_RUN)); then
+            numpy=$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__)') ||
+                die "apt's python3-numpy does not import"
+        fi
+        if [[ -n $numpy ]]; then
+            printf '# apt'"'"'s python3-numpy, which picamera2 and python3-opencv are built on\nnumpy==%s\n' \
+                "$numpy" >>"$WORK/constraints.txt"
+        else
+            echo "(numpy: pinned to apt's python3-numpy version when installed for real)"
+        fi
+    fi
+    install_file "$WORK/constraints.txt" "$PREFIX/constraints.txt" root:root 0644
+    printf '[install]\nconstraint = %s\n' "$PREFIX/constraints.txt" >"$WORK/pip.conf"
+    install_file "$WORK/pip.conf" "$VENV/pip.conf" root:root 0644
+}
+
 # A venv that sees apt's picamera2/libcamera; the project installed editable, so that the
 # relative model paths in the config resolve against $APP (device/config.py PROJECT_ROOT).
 install_venv() {
@@ -148,16 +216,18 @@ install_venv() {
     if [[ ! -x $(target "$VENV/bin/python") ]] || ! "$(target "$VENV/bin/python")" -c '' 2>/dev/null; then
         run python3 -m venv --clear --system-site-packages "$VENV"
     fi
+    install_constraints
+    local pip=("$VENV/bin/pip" install --constraint "$PREFIX/constraints.txt")
     if ((${#APT_NUMERICS[@]})); then
         local dependencies
         mapfile -t dependencies < <(pip_dependencies_without_numerics)
-        run "$VENV/bin/pip" install --no-deps --editable "$APP"
-        run "$VENV/bin/pip" install "${dependencies[@]}"
+        run "${pip[@]}" --no-deps --editable "$APP"
+        run "${pip[@]}" "${dependencies[@]}"
         # The trap above, checked: numpy must still be apt's.
         run "$VENV/bin/python" -c \
             'import cv2, numpy; assert numpy.__file__.startswith("/usr/lib/python3/"), numpy.__file__'
     else
-        run "$VENV/bin/pip" install --editable "$APP"
+        run "${pip[@]}" --editable "$APP"
     fi
     # /opt is read-only to the service: compile now, or every start compiles again.
     run "$VENV/bin/python" -m compileall -q "$APP/device" "$APP/web_config"
@@ -204,7 +274,11 @@ install_spotify_connect() {
     run apt-get update
     run apt-get install -y raspotify
     set_env_line /etc/raspotify/conf LIBRESPOT_NAME "$SPOTIFY_CONNECT_NAME"
-    run systemctl restart raspotify.service
+    if systemd_running; then
+        run systemctl restart raspotify.service
+    else
+        unit_links enable raspotify.service
+    fi
     # Our default speaker: only an empty [spotify] device_name is filled in, a chosen one stays.
     local config
     config=$(target "$CONFIG_DIR/config.toml")
@@ -228,8 +302,11 @@ set_hostname() {
         sed -i '/^127\.0\.1\.1\s/d' "$hosts"
         printf '127.0.1.1\t%s\n' "$MDNS_NAME" >>"$hosts"
     fi
-    run hostname "$MDNS_NAME"
-    run systemctl restart avahi-daemon.service
+    # In an image build, `hostname` would rename the machine building it: the file is enough.
+    if systemd_running; then
+        run hostname "$MDNS_NAME"
+        run systemctl restart avahi-daemon.service
+    fi
 }
 
 install_units() {
@@ -245,13 +322,17 @@ install_units() {
         sed "s|/opt/moodmelody|$PREFIX|g" "$SOURCE/systemd/$unit" >"$WORK/$unit"
         install_file "$WORK/$unit" "/etc/systemd/system/$unit" root:root 0644
     done
-    run systemctl daemon-reload
     unit_links enable moodmelody.service
-    # A restart, not a start: an upgrade must run the new code.
-    run systemctl restart moodmelody.service
+    if systemd_running; then
+        run systemctl daemon-reload
+        # A restart, not a start: an upgrade must run the new code.
+        run systemctl restart moodmelody.service
+    fi
     if ((HOTSPOT)); then
         unit_links enable moodmelody-hotspot.timer
-        run systemctl start moodmelody-hotspot.timer
+        if systemd_running; then
+            run systemctl start moodmelody-hotspot.timer
+        fi
     else
         remove_units moodmelody-hotspot.timer moodmelody-hotspot.service
         remove_path "$PREFIX/bin/hotspot.sh"
@@ -269,7 +350,8 @@ page_address() {
     echo "http://$host.local:${port:-8080}"
 }
 
-# The daemon writes its first-run setup code on its first start; give it a moment.
+# The daemon writes its first-run setup code on its first start; give it a moment (not when
+# it was not started: staged, a dry run, an image build).
 setup_code() {
     local file attempt
     file=$(target "$STATE_DIR/setup-code")
@@ -278,7 +360,7 @@ setup_code() {
             cat "$file"
             return
         fi
-        if ((DRY_RUN)) || staging; then
+        if ((DRY_RUN)) || staging || ! systemd_running; then
             return
         fi
         ((attempt < 15)) && sleep 1
@@ -290,15 +372,28 @@ summary() {
     local code
     code=$(setup_code)
     echo
-    echo "Mood Melody is installed. Open $(page_address) on a phone or computer in this network."
+    if systemd_running; then
+        echo "Mood Melody is installed. Open $(page_address) on a phone or computer in this network."
+    else
+        echo "Mood Melody is installed into this image, its units enabled; nothing was started"
+        echo "(no running systemd here, or --image). At the first boot moodmelody.service starts"
+        echo "and writes its setup code to $STATE_DIR/setup-code and the journal; then open"
+        echo "$(page_address) on a phone or computer in that network."
+    fi
     if [[ -n $code ]]; then
         echo "Setup code: $code"
-    else
+    elif systemd_running; then
         echo "Setup code: see: journalctl -u moodmelody | grep \"setup code\""
     fi
     if ((HOTSPOT)); then
         echo "Without a network it offers the Wi-Fi \"MoodMelody-Setup\"; the page is then at"
         echo "http://10.42.0.1:8080"
+    fi
+    if ((PICAMERA2)); then
+        echo "Camera: the Raspberry Pi camera (picamera2) or a USB webcam."
+    else
+        echo "Camera: USB webcams (/dev/video*) only; picamera2 is not installed, as this"
+        echo "system's package archives do not have it (Raspberry Pi's do)."
     fi
 }
 

@@ -12,6 +12,7 @@ PREFIX=/opt/moodmelody
 DRY_RUN=0
 SERVICE_USER=moodmelody
 PLAN_DIR=
+BOOTED=  # systemd_running's answer, once asked; --image sets it to 0
 
 die() {
     echo "error: $*" >&2
@@ -34,6 +35,7 @@ common_option() {
             CONSUMED=2
             ;;
         --dry-run) DRY_RUN=1; CONSUMED=1 ;;
+        --image) BOOTED=0; CONSUMED=1 ;;
     esac
 }
 
@@ -66,10 +68,26 @@ setup_mode() {
     elif ((!DRY_RUN)) && ((EUID != 0)); then
         die "run as root (sudo), or stage with --root DIR, or look with --dry-run"
     fi
+    systemd_running || true  # asked once, here: the answer is kept in BOOTED
 }
 
 staging() {
     [[ $ROOT != / ]]
+}
+
+# Does systemd run this system now, so that units can be started and stopped? Not in a
+# chroot (an SD-card image being built by pi-gen or rpi-image-gen, a debootstrap tree), nor
+# with --image: units are then only enabled, and start at the first boot. A staged root
+# lists what a running system would do.
+systemd_running() {
+    if [[ -z $BOOTED ]]; then
+        BOOTED=0
+        if staging || { [[ -d /run/systemd/system ]] &&
+            ! systemd-detect-virt --quiet --chroot 2>/dev/null; }; then
+            BOOTED=1
+        fi
+    fi
+    ((BOOTED))
 }
 
 # A path on the target system, as seen from here.
@@ -183,7 +201,9 @@ remove_units() {
     for unit in "$@"; do
         if [[ -e $(target "/etc/systemd/system/$unit") ]]; then
             unit_links disable "$unit"
-            run systemctl stop "$unit"
+            if systemd_running; then
+                run systemctl stop "$unit"
+            fi
             remove_path "/etc/systemd/system/$unit"
         fi
     done

@@ -19,6 +19,7 @@ unless --purge.
   --purge       also remove /etc/moodmelody, /var/lib/moodmelody and the $SERVICE_USER user
   --prefix DIR  where it was installed (default $PREFIX)
   --root DIR    act on a staged tree (see install.sh --root)
+  --image       in an image being built: stop nothing (the default without a running systemd)
   --dry-run     list every action, do nothing
   -h, --help    this text
 
@@ -38,10 +39,18 @@ parse_options "$@"
 
 say "units"
 remove_units moodmelody.service moodmelody-hotspot.timer moodmelody-hotspot.service
-run systemctl daemon-reload
-if ! staging && command -v nmcli >/dev/null && nmcli -t -f NAME connection show |
-    grep -qx moodmelody-setup; then
-    run nmcli connection delete moodmelody-setup
+if systemd_running; then
+    run systemctl daemon-reload
+fi
+# The setup hotspot's saved profile: through NetworkManager while it runs, else (stopped, or
+# an image build) its keyfile directly.
+if ! staging && command -v nmcli >/dev/null && nmcli -t -f RUNNING general 2>/dev/null |
+    grep -qx running; then
+    if nmcli -t -f NAME connection show | grep -qx moodmelody-setup; then
+        run nmcli connection delete moodmelody-setup
+    fi
+else
+    remove_path /etc/NetworkManager/system-connections/moodmelody-setup.nmconnection
 fi
 remove_path /etc/NetworkManager/dnsmasq-shared.d/moodmelody-captive.conf
 

@@ -7,9 +7,12 @@ import re
 import shutil
 import stat
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from device.config import Config, dump_config
 
@@ -46,12 +49,20 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tree
 
 
-def _root(tmp_path: Path, release: str = "bookworm") -> Path:
+def _root(tmp_path: Path, release: str = "bookworm", raspberry_pi: bool = True) -> Path:
+    """A staged system: Raspberry Pi OS (its marker file and Raspberry Pi's archive, where
+    picamera2 is), or plain Debian."""
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
+    number = {"bookworm": 12, "trixie": 13}.get(release, 11)
     (root / "etc/os-release").write_text(
-        f'PRETTY_NAME="Debian GNU/Linux ({release})"\nVERSION_CODENAME={release}\n'
+        f'PRETTY_NAME="Debian GNU/Linux {number} ({release})"\nVERSION_CODENAME={release}\n'
     )
+    if raspberry_pi:
+        (root / "etc/rpi-issue").write_text("Raspberry Pi reference 2025-05-13\n")
+        sources = root / "etc/apt/sources.list.d/raspi.list"
+        sources.parent.mkdir(parents=True)
+        sources.write_text(f"deb http://archive.raspberrypi.com/debian/ {release} main\n")
     return root
 
 
@@ -85,7 +96,8 @@ def mode(path: Path) -> int:
 
 
 def plan(root: Path, name: str) -> list[str]:
-    return (root / "moodmelody-plan" / name).read_text().splitlines()
+    path = root / "moodmelody-plan" / name
+    return path.read_text().splitlines() if path.exists() else []
 
 
 def test_scripts_are_shellcheck_clean() -> None:
@@ -190,15 +202,17 @@ def test_release_decides_where_numpy_and_opencv_come_from(source: Path, tmp_path
         plans[release] = plan(root, "commands")
 
     bookworm, trixie = plans["bookworm"], plans["trixie"]
-    apt_line = "apt-get install -y python3-venv avahi-daemon iw"
+    apt_line = "apt-get install -y python3-venv avahi-daemon iw procps"
     assert f"{apt_line} python3-numpy python3-opencv" in bookworm
     assert apt_line in trixie
-    assert any("pip install --no-deps --editable /opt/moodmelody/app" in c for c in bookworm)
-    pip_deps = next(c for c in bookworm if "pip install ai-edge-litert" in c)
+    pip = "/opt/moodmelody/venv/bin/pip install --constraint /opt/moodmelody/constraints.txt"
+    assert f"{pip} --no-deps --editable /opt/moodmelody/app" in bookworm
+    pip_deps = next(c for c in bookworm if c.startswith(f"{pip} ai-edge-litert"))
     assert "numpy" not in pip_deps and "opencv" not in pip_deps
     assert "spotipy" in pip_deps
-    assert "/opt/moodmelody/venv/bin/pip install --editable /opt/moodmelody/app" in trixie
+    assert f"{pip} --editable /opt/moodmelody/app" in trixie
     assert not any("--no-deps" in c for c in trixie)
+    assert all(c.startswith(pip) for c in bookworm + trixie if " pip install" in c)
     for commands in plans.values():
         assert "python3 -m venv --clear --system-site-packages /opt/moodmelody/venv" in commands
 
@@ -208,7 +222,7 @@ def test_unsupported_release_is_refused_clearly(source: Path, tmp_path: Path) ->
     root = _root(tmp_path, "bullseye")
     result = install(source, root, ok=False)
     assert result.returncode != 0
-    assert "supported are Raspberry Pi OS bookworm and trixie" in result.stderr
+    assert "supported are Debian 12 bookworm and 13 trixie" in result.stderr
     assert not (root / "opt").exists()
 
 
@@ -297,3 +311,98 @@ def test_uninstall_keeps_settings_unless_purged(source: Path, tmp_path: Path) ->
     assert not (root / "etc/moodmelody").exists()
     assert not (root / "var/lib/moodmelody").exists()
     assert "removing /etc/moodmelody" in result.stdout
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, equals, version = line.partition("==")
+            assert equals and version, f"{path.name}: {line!r} is not name==version"
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+@pytest.mark.parametrize("release", ["bookworm", "trixie"])
+def test_constraints_pin_every_dependency(release: str) -> None:
+    """A dependency left unpinned would get whatever PyPI has that day (OpenCV 5.0.0 once)."""
+    pins = _pins(REPO / f"provisioning/constraints-{release}.txt")
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    apt_numerics = {"numpy", "opencv-python-headless"}
+    for requirement in map(Requirement, pyproject["project"]["dependencies"]):
+        name = canonicalize_name(requirement.name)
+        if release == "bookworm" and name in apt_numerics:
+            assert name not in pins, f"{name} is apt's on Bookworm"
+        else:
+            assert name in pins, f"{name} is not pinned for {release}"
+            assert requirement.specifier.contains(pins[name]), (name, pins[name])
+
+
+def test_install_holds_pip_to_the_pinned_versions(source: Path, tmp_path: Path) -> None:
+    """Every pip step, and any later one in the venv, must get the release's tested set."""
+    for release in ("bookworm", "trixie"):
+        root = _root(tmp_path / release, release)
+        install(source, root)
+        installed = root / "opt/moodmelody/constraints.txt"
+        assert _pins(installed) == _pins(source / f"provisioning/constraints-{release}.txt")
+        assert mode(installed) == 0o644
+        pip_conf = (root / "opt/moodmelody/venv/pip.conf").read_text()
+        assert pip_conf == "[install]\nconstraint = /opt/moodmelody/constraints.txt\n"
+
+
+def test_plain_debian_installs_without_picamera2(source: Path, tmp_path: Path) -> None:
+    """A mini PC or laptop with a USB webcam has no Raspberry Pi archive: install anyway."""
+    root = _root(tmp_path / "debian", "trixie", raspberry_pi=False)
+    result = install(source, root)
+    assert not any("picamera2" in c for c in plan(root, "commands"))
+    assert "==> Debian GNU/Linux 13 (trixie)\n" in result.stdout
+    assert "Raspberry Pi OS" not in result.stdout
+    assert "Camera: USB webcams (/dev/video*) only; picamera2 is not installed" in result.stdout
+
+    pi = _root(tmp_path / "pi", "bookworm")
+    result = install(source, pi)
+    assert "apt-get install -y --no-install-recommends python3-picamera2" in plan(pi, "commands")
+    assert "==> Raspberry Pi OS bookworm\n" in result.stdout
+    assert "Camera: the Raspberry Pi camera (picamera2) or a USB webcam." in result.stdout
+
+    # A derivative with its own codename, built on Debian's (as LMDE says it).
+    lmde = _root(tmp_path / "lmde", "faye", raspberry_pi=False)
+    (lmde / "etc/os-release").write_text(
+        'PRETTY_NAME="LMDE 6 (faye)"\nVERSION_CODENAME=faye\nDEBIAN_CODENAME=bookworm\n'
+    )
+    result = install(source, lmde)
+    assert "==> LMDE 6 (faye)\n" in result.stdout
+    assert "python3-numpy python3-opencv" in " ".join(plan(lmde, "commands"))
+
+
+def test_image_build_enables_units_and_starts_nothing(source: Path, tmp_path: Path) -> None:
+    """Building an SD-card image (pi-gen, a chroot), starting a unit or renaming the build
+    host would be wrong, and waiting for a setup code from a daemon that never runs is 15 s."""
+    root = _root(tmp_path)
+    result = install(source, root, "--image", "--hostname")
+    commands = plan(root, "commands")
+    for started in ("systemctl restart", "systemctl start", "daemon-reload", "hostname "):
+        assert not any(started in c for c in commands), started
+    assert (root / ENABLED).is_symlink()
+    assert (root / "etc/systemd/system/timers.target.wants/moodmelody-hotspot.timer").is_symlink()
+    assert (root / "etc/hostname").read_text() == "moodmelody\n"
+    assert "At the first boot moodmelody.service starts" in result.stdout
+    assert "http://moodmelody.local:8080" in result.stdout
+
+    result = _run(source / "provisioning/uninstall.sh", root, "--image")
+    assert not (root / SERVICE).exists()
+    assert not any("systemctl" in c for c in plan(root, "commands"))
+
+
+def test_uninstall_removes_the_hotspot_profile_without_networkmanager(
+    source: Path, tmp_path: Path
+) -> None:
+    """With NetworkManager stopped (or in an image), its saved hotspot profile is a file."""
+    root = _root(tmp_path)
+    install(source, root)
+    profile = root / "etc/NetworkManager/system-connections/moodmelody-setup.nmconnection"
+    profile.parent.mkdir(parents=True)
+    profile.write_text("[connection]\nid=moodmelody-setup\n")
+    result = uninstall(source, root)
+    assert not profile.exists()
+    assert "Error" not in result.stdout + result.stderr
