@@ -8,6 +8,7 @@ given distance into generated rooms at 1536×864 (tests/room.py).
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,6 +18,8 @@ from device.config import Config
 from device.detector import Face, FaceDetector, Window, crop_face
 from device.pipeline import Analyser
 from device.tracker import FaceTracker, tile_windows
+from tests.daemon_process import DaemonProcess, write_config
+from tests.frames import write_clip
 from tests.room import FRAME, Person, face_px, is_found, lamp_light, paste, people, room
 
 
@@ -222,3 +225,31 @@ def test_a_follow_window_reaching_past_the_frame_is_padded(analyser: Analyser) -
     frame = lamp_light(room(40), 40)
     assert analyser.tracker.near.detect_in(frame, Window(-300.0, -300.0, 500.0)) == []
     assert analyser.tracker.near.detect_in(frame, Window(5000.0, 5000.0, 100.0)) == []
+
+
+def test_the_daemon_sees_a_listener_three_metres_away(
+    cast: tuple[Person, ...], tmp_path: Path
+) -> None:
+    """The real daemon on a 1536×864 clip: nobody for 2 s, a listener sitting 3 m away for
+    6 s, nobody again. Presence starts within a second of them sitting down and ends after
+    the absence time; the device as first shipped never saw them at all."""
+    canvas = room(50)
+    sitting = canvas.copy()
+    paste(sitting, cast[8], face_px(3.0), (520, 430), 50)
+    fps = 5
+    frames = [lamp_light(canvas, i) for i in range(2 * fps)]
+    frames += [lamp_light(sitting, i) for i in range(6 * fps)]
+    frames += [lamp_light(canvas, i) for i in range(4 * fps)]
+    clip = write_clip(tmp_path / "room.avi", frames, fps)
+    config = write_config(tmp_path / "config.toml", tmp_path / "state", clip)
+    daemon = DaemonProcess.start(config, "--fast")
+    try:
+        daemon.wait_for("ended", timeout=120)
+        daemon.terminate()
+    finally:
+        daemon.kill()
+    presence = [(value, at) for kind, value, at in daemon.events() if kind == "presence"]
+    assert [value for value, _ in presence] == ["someone there", "nobody there"]
+    assert 2.0 <= presence[0][1] <= 3.0
+    last_face = 8.0 - 1 / fps
+    assert last_face + 2.0 <= presence[1][1] <= last_face + 2.0 + 0.5  # absent_after_s = 2
