@@ -384,8 +384,9 @@ def test_install_runs_and_uninstalls_in_a_fresh_debian(
         box.path("/tmp/run.toml").chmod(0o644)
         log = _daemon_sees_a_face(box, "/tmp/run.toml")
         assert any("models loaded" in line for line in log), log
-        assert _stat(box, "/var/lib/moodmelody/last-good-config.toml") == {
-            "/var/lib/moodmelody/last-good-config.toml": "moodmelody:moodmelody 600"
+        # The service user keeps the last good copy beside the config, private to it.
+        assert _stat(box, "/tmp/run.last-good.toml") == {
+            "/tmp/run.last-good.toml": "moodmelody:moodmelody 600"
         }
         lap("daemon")
 
@@ -454,7 +455,7 @@ def test_install_runs_and_uninstalls_in_a_fresh_debian(
             "/etc/systemd/system/multi-user.target.wants/moodmelody.service"
         ).is_symlink()
         assert config.read_bytes() == edited
-        assert box.path("/var/lib/moodmelody/last-good-config.toml").exists()
+        assert box.path("/var/lib/moodmelody").is_dir()  # the state folder is kept
         box.run("getent", "passwd", "moodmelody")
 
         box.run("bash", f"{checkout}/provisioning/uninstall.sh", "--purge")
