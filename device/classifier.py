@@ -114,6 +114,14 @@ class EmotionClassifier:
         return Prediction(probabilities, features)
 
     def describe(self) -> str:
-        accuracy = self.metadata.get("evaluation", {}).get("int8", {}).get("accuracy")
-        figure = f", {accuracy:.1%} on FER2013 PublicTest" if isinstance(accuracy, float) else ""
+        evaluation = self.metadata.get("evaluation", {})
+        figures = [
+            f"{accuracy:.1%} {labels}"
+            for accuracy, labels in (
+                (evaluation.get("ferplus", {}).get("int8", {}).get("accuracy"), "FER+"),
+                (evaluation.get("int8", {}).get("accuracy"), "FER2013"),
+            )
+            if isinstance(accuracy, float)
+        ]
+        figure = f", {' / '.join(figures)} on PublicTest" if figures else ""
         return f"{len(self.labels)} emotions at {self.input_size[0]}×{self.input_size[1]}{figure}"
