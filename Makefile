@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 DATA ?= ../shared/datasets/fer2013
+WILD ?= ../shared/datasets/faces_in_the_wild
 APT_TEST_PACKAGES := mosquitto chromium chromium-driver systemd shellcheck debootstrap
 HOST ?= pi@moodmelody.local
 
@@ -67,8 +68,10 @@ train: setup-test
 train-torch: setup-test
 	$(PY) -m training.train_torch --data $(DATA) $(ARGS)
 
+# PublicTest against FER2013's labels and the FER+ plurality; then real photos through the device.
 evaluate: setup-test
 	$(PY) -m training.evaluate --model models/emotion_int8.tflite --data $(DATA)/test
+	$(PY) -m training.wild --model models/emotion_int8.tflite --data $(WILD)
 
 # Re-extract the face detectors from the mediapipe wheel and check their sha256.
 face-model: $(PY)

@@ -93,16 +93,20 @@ class EmotionClassifier:
             return (raw.astype(np.float32) - zero_point) * scale
         return raw.astype(np.float32)
 
-    def predict(self, face: np.ndarray) -> Prediction:
-        """Classify a grayscale crop (uint8) already resized to `input_size`."""
+    def input_tensor(self, face: np.ndarray) -> np.ndarray:
+        """The model input for a grayscale crop (uint8) already resized to `input_size`:
+        normalised as the JSON says, then quantised with the input tensor's parameters."""
         values = face.astype(np.float32) * self._pixel_scale + self._pixel_offset
         dtype = self._input["dtype"]
         scale, zero_point = self._input["quantization"]
         if np.issubdtype(dtype, np.integer):
             info = np.iinfo(dtype)
             values = np.clip(np.round(values / scale + zero_point), info.min, info.max)
-        tensor = values.astype(dtype).reshape(self._input["shape"])
-        self._interpreter.set_tensor(self._input["index"], tensor)
+        return values.astype(dtype).reshape(self._input["shape"])
+
+    def predict(self, face: np.ndarray) -> Prediction:
+        """Classify a grayscale crop (uint8) already resized to `input_size`."""
+        self._interpreter.set_tensor(self._input["index"], self.input_tensor(face))
         self._interpreter.invoke()
         scores = self._read(self._scores)
         probabilities = _softmax(scores) if self._logits else scores / max(scores.sum(), 1e-9)
@@ -110,6 +114,14 @@ class EmotionClassifier:
         return Prediction(probabilities, features)
 
     def describe(self) -> str:
-        accuracy = self.metadata.get("evaluation", {}).get("int8", {}).get("accuracy")
-        figure = f", {accuracy:.1%} on FER2013 PublicTest" if isinstance(accuracy, float) else ""
+        evaluation = self.metadata.get("evaluation", {})
+        figures = [
+            f"{accuracy:.1%} {labels}"
+            for accuracy, labels in (
+                (evaluation.get("ferplus", {}).get("int8", {}).get("accuracy"), "FER+"),
+                (evaluation.get("int8", {}).get("accuracy"), "FER2013"),
+            )
+            if isinstance(accuracy, float)
+        ]
+        figure = f", {' / '.join(figures)} on PublicTest" if figures else ""
         return f"{len(self.labels)} emotions at {self.input_size[0]}×{self.input_size[1]}{figure}"

@@ -35,6 +35,7 @@ from device.teach import CAPTURE_S, PROMPTS, READY_S, CalibrationService, TeachS
 from tests.conftest import Broker
 from tests.daemon_process import DaemonProcess, write_config
 from tests.frames import face_files, face_frame, read_gray, write_clip
+from training.household import household_camera
 
 CLASSES = len(EMOTIONS)
 NEUTRAL, SAD = EMOTIONS.index("neutral"), EMOTIONS.index("sad")
@@ -276,21 +277,6 @@ def test_samples_added_while_a_refit_runs_are_kept(
 
 HOUSEHOLD_PER_EMOTION = 10
 EVALUATION_PER_EMOTION = 150
-
-
-def household_camera(face: np.ndarray) -> np.ndarray:
-    """A fixed shift that mimics a poor webcam and an unusual face: a dim warm lamp (gamma,
-    low contrast, lifted blacks), a tilted, off-centre, closer crop, blur and heavy JPEG."""
-    height, width = face.shape
-    light = 0.25 + 0.55 * (face.astype(np.float32) / 255.0) ** 1.8
-    tilt = cv2.getRotationMatrix2D((width / 2 + 3, height / 2 + 4), 9, 1.15)
-    turned = cv2.warpAffine(light, tilt, (width, height), borderMode=cv2.BORDER_REFLECT)
-    blurred = cv2.GaussianBlur(turned, (0, 0), 1.1)
-    ok, jpeg = cv2.imencode(
-        ".jpg", np.clip(blurred * 255, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 25]
-    )
-    assert ok
-    return cv2.imdecode(jpeg, cv2.IMREAD_GRAYSCALE)
 
 
 @functools.cache

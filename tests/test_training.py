@@ -366,3 +366,23 @@ def test_shipped_model_is_consistent_with_its_json_and_head() -> None:
         logits = feats @ head["W"] + head["b"]
         expected = np.exp(logits - logits.max())
         np.testing.assert_allclose(probs, expected / expected.sum(), atol=0.08)
+
+
+@pytest.mark.training
+@pytest.mark.skipif(not MODEL.exists(), reason="no shipped model")
+def test_a_checkpoint_rebuilt_from_the_int8_model_computes_what_it_computes() -> None:
+    """A warm start from the shipped model needs its float weights, and only the .tflite holds
+    them: the rebuilt network must compute what the int8 model computes, to within int8
+    rounding, or the warm start would begin from another network."""
+    from training.evaluate import Int8Model
+    from training.from_tflite import rebuild
+    from training.pipeline import normalize
+    from training.train import RECIPE_DEFAULTS
+
+    meta = json.loads(MODEL.with_suffix(".json").read_text())
+    faces = np.stack([f for e in EMOTIONS for f in fer_faces("test", e, 30, seed=1)])
+    model = rebuild(MODEL, {**RECIPE_DEFAULTS, **meta["recipe"]}, faces)
+    rebuilt = np.asarray(model(normalize(faces[..., None]), training=False))
+    shipped = Int8Model(MODEL).predict(faces)
+    assert (rebuilt.argmax(1) == shipped.argmax(1)).mean() >= 0.95
+    np.testing.assert_allclose(rebuilt, shipped, atol=0.1)

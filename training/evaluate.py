@@ -1,10 +1,11 @@
 """Evaluate an int8 emotion model: ``python -m training.evaluate --model M --data DIR``.
 
 ``--data`` is a Kaggle-layout split folder (``<emotion>/*.jpg``), a Kaggle root (with
-``--split``), or ``fer2013.csv``. Reports accuracy, macro-F1, per-class recall, a confusion-matrix
-PNG, single-threaded latency per face in LiteRT and, given ``--float`` (a Keras checkpoint, needs
-TensorFlow), how often the float and int8 models agree. ``--update-json`` writes the figures into
-the model's JSON.
+``--split``), or ``fer2013.csv``. Reports accuracy, macro-F1, per-class recall and a
+confusion-matrix PNG against FER2013's labels and, where ``ferplus.csv`` lies in the dataset's
+root, against the FER+ plurality; single-threaded latency per face in LiteRT and, given
+``--float`` (a Keras checkpoint, needs TensorFlow), the float model's figures and how often it
+agrees with the int8 one. ``--update-json`` writes the figures into the model's JSON.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from training import EMOTIONS
+from training import EMOTIONS, ferplus
 from training.data import describe, load_split
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,26 @@ def metrics(labels: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
     }
 
 
+FERPLUS_NOTE = (
+    "FER+ plurality of 10 taggers (ferplus.csv); faces whose plurality is contempt, unknown "
+    "or not-a-face, or tied, left out"
+)
+
+
+def ferplus_labels(data: Path | str, split: str, names: tuple[str, ...]) -> np.ndarray | None:
+    """The FER+ plurality label of each face of a split (``NOT_SCORED`` where it has none),
+    or None when no ``ferplus.csv`` lies in the dataset's root."""
+    data = Path(data)
+    split_dir = data if all((data / e).is_dir() for e in EMOTIONS) else data / split
+    try:
+        csv_path = ferplus.find_csv(split_dir)
+    except FileNotFoundError:
+        return None
+    prefix = split_dir.resolve().relative_to(csv_path.parent.resolve()).as_posix()
+    votes = ferplus.votes_for(names, prefix, ferplus.read_votes(csv_path))
+    return ferplus.plurality(votes)
+
+
 def evaluate(
     model_path: Path | str,
     data: Path | str,
@@ -123,12 +144,22 @@ def evaluate(
         "data": describe(data),
         "int8": metrics(images.labels, scores.argmax(1)),
     }
+    float_scores = None
     if float_model is not None:
         float_scores = float_predict(float_model, images.images)
         result["float"] = metrics(images.labels, float_scores.argmax(1))
         result["float_int8_agreement"] = round(
             float((float_scores.argmax(1) == scores.argmax(1)).mean()), 4
         )
+    plurality = ferplus_labels(data, split, images.names)
+    if plurality is not None:
+        scored = plurality != ferplus.NOT_SCORED
+        result["ferplus"] = {
+            "labels": FERPLUS_NOTE,
+            "int8": metrics(plurality[scored], scores[scored].argmax(1)),
+        }
+        if float_scores is not None:
+            result["ferplus"]["float"] = metrics(plurality[scored], float_scores[scored].argmax(1))
     if len(images):
         result["latency_ms_single_thread"] = latency_ms(model, images.images[0])
     out_dir = Path(out_dir) if out_dir is not None else Path(model_path).parent
@@ -141,6 +172,16 @@ def evaluate(
         f"int8 on {result['data']}: accuracy {result['int8']['accuracy']:.1%}",
     )
     result["confusion_png"] = png.name
+    if "ferplus" in result:
+        png = out_dir / f"{Path(model_path).stem}_confusion_ferplus.png"
+        figures = result["ferplus"]["int8"]
+        plot_confusion(
+            np.array(figures["confusion"]),
+            list(EMOTIONS),
+            png,
+            f"int8 against FER+ plurality: accuracy {figures['accuracy']:.1%}",
+        )
+        result["ferplus"]["confusion_png"] = png.name
     return result
 
 
@@ -157,10 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     result = evaluate(args.model, args.data, args.split, args.float, args.out_dir, args.cache_dir)
-    shown = {k: v for k, v in result.items() if k not in ("int8", "float")}
-    for kind in ("int8", "float"):
-        if kind in result:
-            shown[kind] = {k: v for k, v in result[kind].items() if k != "confusion"}
+    shown = {k: v for k, v in result.items() if k not in ("int8", "float", "ferplus")}
+    for labels, figures in (("fer2013", result), ("ferplus", result.get("ferplus", {}))):
+        for kind in ("int8", "float"):
+            if kind in figures:
+                shown[f"{labels} {kind}"] = {
+                    k: v for k, v in figures[kind].items() if k != "confusion"
+                }
     print(json.dumps(shown, indent=2))
     if args.update_json:
         from training.export import write_json

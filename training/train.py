@@ -39,6 +39,7 @@ RECIPE_DEFAULTS: dict[str, Any] = {
     "grid": 1,
     "mixup": 0.0,
     "distill": 0.0,
+    "fer2013_weight": 1.0,
     "seed": 1234,
 }
 
@@ -77,6 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not 0.0 <= args.distill <= 1.0:
         p.error(f"--distill must be between 0 and 1, not {args.distill}")
+    if not 0.0 <= args.fer2013_weight <= 1.0:
+        p.error(f"--fer2013-weight must be between 0 and 1, not {args.fer2013_weight}")
     if bool(args.teacher) != (args.distill > 0):
         p.error("--teacher and --distill go together: give both, or neither")
     return args
@@ -97,10 +100,15 @@ def teacher_scores(checkpoints: list[Path], images: np.ndarray) -> np.ndarray:
 
 
 def training_targets(
-    labels: np.ndarray, num_classes: int, teacher: np.ndarray | None, distill: float
+    labels: np.ndarray,
+    num_classes: int,
+    teacher: np.ndarray | None,
+    distill: float,
+    base: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One-hot labels, blended ``(1 - distill) : distill`` with the teacher's scores if any."""
-    one_hot = np.eye(num_classes, dtype=np.float32)[labels]
+    """One-hot labels (or ``base``, e.g. labels mixed with FER+ votes), blended
+    ``(1 - distill) : distill`` with the teacher's scores if any."""
+    one_hot = np.eye(num_classes, dtype=np.float32)[labels] if base is None else base
     if teacher is None:
         return one_hot
     return ((1 - distill) * one_hot + distill * teacher).astype(np.float32)
@@ -113,22 +121,45 @@ def fit_targets(
     labels: np.ndarray,
     fit_idx: np.ndarray,
     val_idx: np.ndarray,
+    base: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float | None]:
-    """The faces trained on: their targets (distilled from ``teachers`` if any) and sample
-    weights (class weights), and the teachers' accuracy on the validation split (or None)."""
+    """The faces trained on: their targets (``base`` or one-hot labels, distilled from
+    ``teachers`` if any) and sample weights (class weights of the targets' top class), and the
+    teachers' accuracy on the validation split (or None)."""
     from training import EMOTIONS
     from training.data import class_weights
 
     fit_labels = labels[fit_idx]
-    weights = class_weights(fit_labels, len(EMOTIONS))
+    fit_base = base[fit_idx] if base is not None else None
+    top = fit_base.argmax(axis=1) if fit_base is not None else fit_labels
+    weights = class_weights(top, len(EMOTIONS))
     teacher, accuracy = None, None
     if teachers:
         teacher = teacher_scores(teachers, images)
         accuracy = float(np.mean(teacher[val_idx].argmax(axis=1) == labels[val_idx]))
         log.info("teachers: validation %.4f", accuracy)
         teacher = teacher[fit_idx]
-    targets = training_targets(fit_labels, len(EMOTIONS), teacher, recipe["distill"])
-    return targets, weights[fit_labels], accuracy
+    targets = training_targets(fit_labels, len(EMOTIONS), teacher, recipe["distill"], fit_base)
+    return targets, weights[top], accuracy
+
+
+def base_targets(
+    data: Path, cache_dir: Path | None, limit: int, seed: int, fer2013_weight: float
+) -> np.ndarray | None:
+    """Training's FER2013 labels mixed with its FER+ votes (:func:`training.ferplus.mixed_targets`,
+    ``λ = fer2013_weight``), row for row with :func:`training_split`'s images; None at λ = 1."""
+    if fer2013_weight >= 1.0:
+        return None
+    from training import ferplus
+    from training.data import load_split, stratified_split
+
+    train = load_split(data, "train", cache_dir)
+    votes = ferplus.votes_for(train.names, "train", ferplus.read_votes(ferplus.find_csv(data)))
+    labels = train.labels
+    if limit:
+        keep, _ = stratified_split(labels, 1 - limit / len(labels), seed)
+        votes, labels = votes[keep], labels[keep]
+    return ferplus.mixed_targets(labels, votes, fer2013_weight)
 
 
 def configure_tf(threads: int, seed: int) -> None:
@@ -353,8 +384,9 @@ def main(argv: list[str] | None = None) -> int:
 
     training_left = state["epoch"] < recipe["epochs"] and not args.export_only
     # Teachers take minutes of inference: they score the faces only when epochs are left.
+    base = base_targets(args.data, args.cache_dir, args.limit, args.seed, args.fer2013_weight)
     targets, sample_weights, teacher_accuracy = fit_targets(
-        args.teacher if training_left else [], recipe, images, labels, fit_idx, val_idx
+        args.teacher if training_left else [], recipe, images, labels, fit_idx, val_idx, base
     )
     if teacher_accuracy is not None:
         state["teacher_val_accuracy"] = teacher_accuracy
@@ -367,7 +399,9 @@ def main(argv: list[str] | None = None) -> int:
         start_epoch=state["epoch"],
         mixup_alpha=recipe["mixup"],
     )
-    val_ds = eval_dataset(images[val_idx], labels[val_idx], len(EMOTIONS))
+    # With FER+ votes, validation scores the top class of the same mixed targets.
+    val_labels = labels[val_idx] if base is None else base[val_idx].argmax(axis=1)
+    val_ds = eval_dataset(images[val_idx], val_labels, len(EMOTIONS))
     log.info("train %d, validation %d, %d steps/epoch", len(fit_idx), len(val_idx), steps)
 
     if resuming:

@@ -30,6 +30,7 @@ from training import EMOTIONS
 from training.model import grid_pool, model_from_recipe
 from training.train import (
     RECIPE_DEFAULTS,
+    base_targets,
     fit_targets,
     machine,
     parse_args,
@@ -147,8 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     images, labels, fit_idx, val_idx = training_split(
         args.data, args.cache_dir, args.limit, args.val_fraction, args.seed
     )
+    base = base_targets(args.data, args.cache_dir, args.limit, args.seed, args.fer2013_weight)
     targets, sample_weights, teacher_accuracy = fit_targets(
-        args.teacher, recipe, images, labels, fit_idx, val_idx
+        args.teacher, recipe, images, labels, fit_idx, val_idx, base
     )
     batches, steps = train_batches(
         images[fit_idx],
@@ -159,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         mixup_alpha=recipe["mixup"],
     )
     val_x = torch.from_numpy(normalize(images[val_idx])[:, None]).to(device)  # NCHW
-    val_labels = torch.from_numpy(labels[val_idx]).to(device)
+    # With FER+ votes, validation scores the top class of the same mixed targets (as in Keras).
+    val_top = labels[val_idx] if base is None else base[val_idx].argmax(axis=1)
+    val_labels = torch.from_numpy(val_top).to(device)
 
     net = EmotionNet(recipe).to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
