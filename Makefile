@@ -70,8 +70,8 @@ train-torch: setup-test
 
 # PublicTest against FER2013's labels and the FER+ plurality; then real photos through the device.
 evaluate: setup-test
-	$(PY) -m training.evaluate --model models/emotion_int8.tflite --data $(DATA)/test
-	$(PY) -m training.wild --model models/emotion_int8.tflite --data $(WILD)
+	$(PY) -m training.evaluate --model models/emotion_int8.tflite --data $(DATA)/test --out-dir test-artifacts/evaluate
+	$(PY) -m training.wild --model models/emotion_int8.tflite --data $(WILD) --out-dir test-artifacts/evaluate
 
 # Re-extract the face detectors from the mediapipe wheel and check their sha256.
 face-model: $(PY)
