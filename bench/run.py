@@ -285,7 +285,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written: {output.relative_to(REPO)}")
     rows = [
         ("face detection, ms (median / p95)", ours["detect_ms"], baseline["detect_ms"]),
         ("emotion, ms (median / p95)", ours["emotion_ms"], baseline["emotion_ms"]),
@@ -311,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'daemon: analysis fps (cap 5)':36} {daemon['analysis_fps']:>8.1f}")
     print(f"{'reaction (dwell excluded / play)':36} {json.dumps(daemon['reaction'])}")
     print_range(room)
-    print(f"\nwritten to {RESULTS.relative_to(REPO)}")
+    print(f"\nwritten to {output.relative_to(REPO)}")
     return 0
 
 
