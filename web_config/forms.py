@@ -47,8 +47,9 @@ PAGE_HELP = {
     "player.volume_schedule": "The volume from a time of day on, e.g. 07:00=40, 19:00=25 "
     "(percent). Leave empty to leave the volume alone.",
     "camera.fps": "How many pictures a second are looked at. 5 is plenty; fewer saves power.",
-    "web.preview": "Lets you see one picture from the camera here, with the face boxed. "
-    "It is shown only to you and never stored.",
+    "web.preview": "Lets you see one picture from the camera here, each face boxed with how far "
+    "away it seems, and a warning when a face is too far or at the edge: a help for placing the "
+    "camera. It is shown only to you and never stored.",
     "mqtt.enabled": "Connect to your Home Assistant's MQTT broker (e.g. the Mosquitto add-on).",
     "mqtt.host": "The broker's address: your Home Assistant's name or IP address.",
     "mqtt.port": "Usually 1883, or 8883 with TLS.",
