@@ -59,6 +59,8 @@ def isolated_home(
     home = tmp_path_factory.mktemp("home")
     for name, value in home_environment(home, shared_cache).items():
         monkeypatch.setenv(name, value)
+    # training.data caches decoded faces in ~/.cache/moodmelody: one cache for the whole run
+    monkeypatch.setenv("MOODMELODY_CACHE", str(shared_cache / "moodmelody"))
     return home
 
 
