@@ -118,6 +118,39 @@ def _topic(value: str) -> str | None:
     return None
 
 
+def _room_name(value: str) -> str | None:
+    if len(value) > 40 or any(not c.isprintable() for c in value):
+        return "at most 40 printable characters (e.g. Living Room)"
+    return None
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """[device]: which room this Mood Melody is in, and how it shares a Spotify account with
+    the other Mood Melodies of the home (over the MQTT broker)."""
+
+    name: str = setting(
+        "", "the room it is in, e.g. Living Room; shown in Home Assistant", check=_room_name
+    )
+    priority: int = setting(
+        0,
+        "with people in several rooms on one Spotify account, a room of higher priority "
+        "takes the music; equal: the room that has it keeps it",
+        minimum=-100,
+        maximum=100,
+    )
+    coordinate: bool = setting(
+        True, "share the Spotify account with the other Mood Melodies on the broker"
+    )
+    peer_timeout_s: float = setting(
+        60.0,
+        "a Mood Melody not heard from for this long is gone; this one, cut off from the "
+        "broker this long, plays on its own, seconds",
+        minimum=3,
+        maximum=3600,
+    )
+
+
 @dataclass(frozen=True)
 class CameraConfig:
     """[camera]: where frames come from and how often they are analysed."""
@@ -310,6 +343,7 @@ class PathsConfig:
 
 @dataclass(frozen=True)
 class Config:
+    device: DeviceConfig = field(default_factory=DeviceConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     mood: MoodConfig = field(default_factory=MoodConfig)

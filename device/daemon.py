@@ -25,6 +25,7 @@ import cv2
 from device.camera import Capture, describe_moment, open_source
 from device.config import Config, ConfigError
 from device.controller import Controller
+from device.coordinator import Coordinator
 from device.detector import Face
 from device.identity import device_id
 from device.mood import MoodChanged, MoodMachine, MoodSettings, PresenceChanged, combine_faces
@@ -109,6 +110,8 @@ class Daemon:
         self.calibration: CalibrationService | None = None  # made with the emotion model
         self.capture = self._make_capture(config)
         self.worker = PlayerWorker(make_player(config, self.status, self.state_dir), self.status)
+        self.coordinator = Coordinator(device_id(), lambda: self.controller.config, self.status)
+        self.coordinator.on_change(lambda _decision: self._reconsider())
         self._last_intent: Intent | None = None
         self._intent_lock = threading.RLock()
         self._stoppers: list[Callable[[], Any]] = []  # MQTT bridge, web servers
@@ -177,7 +180,7 @@ class Daemon:
 
         config = self.controller.config
         advertised = setup_url(config) if config.web.enabled else ""  # no page: no link to it
-        bridge = MqttBridge(self.controller, device_id(), advertised)
+        bridge = MqttBridge(self.controller, device_id(), advertised, coordinator=self.coordinator)
         bridge.start()
         self._stoppers.append(bridge.stop)
         if not config.web.enabled:
@@ -370,8 +373,9 @@ class Daemon:
 
     # From mood to music
 
-    def desired_intent(self) -> Intent | None:
-        """What should play now; None leaves playback alone."""
+    def desired_intent(self, handover: frozenset[tuple[str, str]] = frozenset()) -> Intent | None:
+        """What should play now; None leaves playback alone. `handover`: music that other
+        Mood Melodies of the home started, which this one may take over."""
         config = self.controller.config
         status = self.status.snapshot()
         if not config.player.autoplay:
@@ -384,15 +388,27 @@ class Daemon:
             return None
         reason = "mood override" if override else status["mood_reason"]
         return Intent(
-            play=True, mood=mood, context_uri=config.playlists.for_mood(mood), reason=reason
+            play=True,
+            mood=mood,
+            context_uri=config.playlists.for_mood(mood),
+            reason=reason,
+            handover=handover,
         )
 
     def _reconsider(self) -> None:
         """Hand the worker what should play now. Called from the analysis loop and from the
-        page's and MQTT's threads (override, settings): one at a time, so the newest state
-        is the one handed over last."""
+        page's and MQTT's threads (override, settings) and coordination's: one at a time, so
+        the newest state is the one handed over last. While another Mood Melody drives the
+        account, playback is left alone."""
         with self._intent_lock:
-            intent = self.desired_intent()
+            decision = self.coordinator.decide()
+            if not decision.drives:
+                if self._last_intent is not None:
+                    self._last_intent = None
+                    self.worker.stand_by()
+                    self.status.update(player_state="idle")
+                return
+            intent = self.desired_intent(decision.handover())
             if intent is None or intent == self._last_intent:
                 return
             if self._last_intent is None and not intent.play:

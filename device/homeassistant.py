@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -176,6 +177,8 @@ ENTITIES: tuple[Entity, ...] = (
         attributes=True,
     ),
     Entity("spotify_state", "sensor", "Spotify state", {"ic": "mdi:spotify", **_DIAGNOSTIC}),
+    # Several Mood Melodies on one account: who drives playback (device.coordination).
+    Entity("coordination", "sensor", "Coordination", {"ic": "mdi:home-group"}, attributes=True),
     Entity("uptime", "sensor", "Uptime", {"dev_cla": "timestamp", **_DIAGNOSTIC}),
 )
 ENTITY_BY_KEY = {entity.key: entity for entity in ENTITIES}
@@ -184,29 +187,42 @@ ENTITY_BY_KEY = {entity.key: entity for entity in ENTITIES}
 # -- discovery -------------------------------------------------------------------------------
 
 
-def _device(layout: Layout, setup_url: str) -> dict[str, Any]:
+def device_name(room: str) -> str:
+    """The Home Assistant device: "Mood Melody Kitchen" for a device in the Kitchen."""
+    return f"{DEVICE_NAME} {room}" if room else DEVICE_NAME
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.casefold()).strip("_")
+
+
+def _device(layout: Layout, setup_url: str, room: str) -> dict[str, Any]:
     device = {
         "ids": [layout.node_id],
-        "name": DEVICE_NAME,
+        "name": device_name(room),
         "mf": "Mood Melody project",
         "mdl": "Mood Melody (Raspberry Pi)",
         "sw": __version__,
     }
     if setup_url:
         device["cu"] = setup_url
+    if room:
+        device["sa"] = room  # Home Assistant's suggested area
     return device
 
 
 _ORIGIN = {"name": "moodmelody", "sw": __version__}
 
 
-def component_config(entity: Entity, layout: Layout) -> dict[str, Any]:
-    """One entity's options, as in a device-based message's `cmps` (with `p`)."""
+def component_config(entity: Entity, layout: Layout, room: str = "") -> dict[str, Any]:
+    """One entity's options, as in a device-based message's `cmps` (with `p`). The entity id
+    Home Assistant suggests names the room, so two devices' entities never clash."""
+    object_id = _slug(device_name(room))
     config: dict[str, Any] = {
         "p": entity.platform,
         "name": entity.name,
         "uniq_id": f"{layout.node_id}_{entity.key}",
-        "def_ent_id": f"{entity.platform}.mood_melody_{entity.key}",
+        "def_ent_id": f"{entity.platform}.{object_id}_{entity.key}",
         **entity.options,
     }
     if entity.state:
@@ -218,20 +234,21 @@ def component_config(entity: Entity, layout: Layout) -> dict[str, Any]:
     return config
 
 
-def discovery_messages(layout: Layout, setup_url: str) -> dict[str, str]:
-    """Discovery topic -> JSON payload (publish retained), in the layout's style."""
+def discovery_messages(layout: Layout, setup_url: str, room: str = "") -> dict[str, str]:
+    """Discovery topic -> JSON payload (publish retained), in the layout's style; `room` is
+    `[device] name`."""
     shared = {
-        "dev": _device(layout, setup_url),
+        "dev": _device(layout, setup_url, room),
         "o": _ORIGIN,
         "avty_t": layout.availability,
         "qos": 1,
     }
     if layout.device_discovery:
-        components = {e.key: component_config(e, layout) for e in ENTITIES}
+        components = {e.key: component_config(e, layout, room) for e in ENTITIES}
         return {layout.discovery_topic(): json.dumps({**shared, "cmps": components})}
     messages = {}
     for entity in ENTITIES:
-        config = component_config(entity, layout)
+        config = component_config(entity, layout, room)
         del config["p"]  # the platform is in the topic
         messages[layout.discovery_topic(entity)] = json.dumps({**shared, **config})
     return messages
@@ -338,6 +355,12 @@ STATES: tuple[StateTopic, ...] = (
         lambda s: json.dumps({"source": s["camera_source"], "detail": s["camera_detail"]}),
     ),
     _state("spotify_state", "spotify_state", lambda s: _text(s["spotify_state"])),
+    _state("coordination", "coordination", lambda s: s["coordination"][:255]),
+    _state(
+        "coordination/attributes",
+        "coordination_info",
+        lambda s: json.dumps(s["coordination_info"]),
+    ),
     _state("uptime", "started_at", lambda s: _timestamp(s["started_at"])),
 )
 

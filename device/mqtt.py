@@ -23,6 +23,9 @@ import paho.mqtt.client as mqtt
 from device import identity
 from device.config import Config, MqttConfig
 from device.controller import Controller
+from device.coordination import ROOT as COORDINATION_ROOT
+from device.coordinator import STATUS_KEYS as COORDINATION_KEYS
+from device.coordinator import Coordinator
 from device.homeassistant import (
     OFFLINE,
     ONLINE,
@@ -44,6 +47,7 @@ QOS = 1
 KEEPALIVE_S = 30
 RECONNECT_MAX_S = 60
 SEND_TIMEOUT_S = 3.0  # how long a goodbye (offline, cleared discovery) may take to go out
+COORDINATION_TICK_S = 1.0  # how often holds, silent peers and a lost broker are looked at
 
 
 def _client_id(mqtt_config: MqttConfig, device_id: str) -> str:
@@ -84,7 +88,12 @@ class MqttBridge:
     """Publishes the device to Home Assistant and passes its commands to the Controller."""
 
     def __init__(
-        self, controller: Controller, device_id: str, setup_url: str, throttle_s: float = 5.0
+        self,
+        controller: Controller,
+        device_id: str,
+        setup_url: str,
+        throttle_s: float = 5.0,
+        coordinator: Coordinator | None = None,
     ) -> None:
         self._controller = controller
         self._status = controller.status
@@ -107,6 +116,9 @@ class MqttBridge:
         self._throttles = {s.suffix: Throttle(throttle_s) for s in STATE_TOPICS if s.throttled}
         self._held: set[StateTopic] = set()  # throttled topics with a change still to send
         self._last_mood: str | None = None
+        self._coordinator = coordinator
+        self._coordination: tuple[str, str] | None = None  # (subscription, own topic) in use
+        self._coordinated_at = 0.0  # monotonic time of the last coordination turn
         self._commands: Mapping[str, Callable[[Any], None]] = {
             "autoplay": lambda on: controller.set_autoplay(on, source="mqtt"),
             "camera": lambda on: controller.set_camera(on, source="mqtt"),
@@ -142,6 +154,8 @@ class MqttBridge:
     def _on_status(self, changed: dict[str, Any]) -> None:
         if self._stopped:
             return
+        if self._coordinator is not None and COORDINATION_KEYS & changed.keys():
+            self._post(self._coordinate)
         with self._lock:
             self._dirty.update(changed)
             if self._wake_pending:
@@ -150,8 +164,12 @@ class MqttBridge:
         self._post(self._publish_changes)
 
     def _on_config_change(self, old: Config, new: Config) -> None:
-        if not self._stopped and old.mqtt != new.mqtt:
+        if self._stopped:
+            return
+        if old.mqtt != new.mqtt:
             self._post(functools.partial(self._reconfigure, new.mqtt))
+        elif old.device.name != new.device.name and self._client is not None:
+            self._post(functools.partial(self._announce, self._client))
 
     def _on_connect(
         self,
@@ -174,6 +192,9 @@ class MqttBridge:
         client.subscribe([(self._layout.commands, QOS), (self._layout.birth, QOS)])
         self._status.update(mqtt_state="connected")
         self._post(functools.partial(self._announce, client))
+        if self._coordinator is not None:
+            self._coordinator.connected()
+            self._post(functools.partial(self._rejoin, client))
 
     def _on_disconnect(
         self,
@@ -187,6 +208,8 @@ class MqttBridge:
             return  # a refused connection: _on_connect has said why
         self._session_up = False
         self._online.clear()
+        if self._coordinator is not None:
+            self._coordinator.disconnected()
         why = "connection lost" if reason.is_failure else str(reason)
         logger.warning(
             "MQTT: disconnected from %s:%s (%s); reconnecting",
@@ -207,6 +230,10 @@ class MqttBridge:
     def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         if client is not self._client:
             return
+        if self._coordinator is not None and message.topic.startswith(COORDINATION_ROOT + "/"):
+            self._coordinator.heard(message.topic, message.payload)
+            self._post(self._coordinate)
+            return
         if message.topic == self._layout.birth:
             if message.payload == ONLINE.encode():
                 logger.info("MQTT: Home Assistant came online; publishing everything again")
@@ -223,7 +250,7 @@ class MqttBridge:
             try:
                 task = self._inbox.get(timeout=self._next_due())
             except queue.Empty:
-                task = self._publish_changes
+                task = self._on_timer
             if task is None:
                 return
             try:
@@ -232,10 +259,51 @@ class MqttBridge:
                 logger.exception("MQTT bridge: %r failed", task)
 
     def _next_due(self) -> float | None:
-        """Seconds until a held (rate-limited) state may go out; None: nothing held."""
+        """Seconds until a held (rate-limited) state may go out or coordination's next turn;
+        None: nothing is due."""
         now = time.monotonic()
         waits = [self._throttles[state.suffix].wait_s(now) for state in self._held]
+        if self._coordinator is not None:
+            waits.append(max(0.0, self._coordinated_at + COORDINATION_TICK_S - now))
         return min(waits, default=None)
+
+    def _on_timer(self) -> None:
+        self._publish_changes()
+        due = time.monotonic() - self._coordinated_at >= COORDINATION_TICK_S
+        if self._coordinator is not None and due:
+            self._coordinate()
+
+    def _coordinate(self) -> None:
+        """Decide again, follow the account's topics, and announce what changed."""
+        assert self._coordinator is not None
+        self._coordinated_at = time.monotonic()
+        self._coordinator.decide()
+        client = self._client
+        wanted = self._coordinator.topics()
+        if client is None or not self._session_up:
+            return
+        if wanted != self._coordination:
+            self._leave_account(client)
+            if wanted is not None:
+                client.subscribe(wanted[0], QOS)
+            self._coordination = wanted
+        if wanted is not None and (payload := self._coordinator.outgoing()) is not None:
+            client.publish(wanted[1], payload, QOS, retain=True)
+
+    def _rejoin(self, client: mqtt.Client) -> None:
+        """After a (re)connect: the broker forgot our subscriptions, maybe our announcement."""
+        if client is self._client:
+            self._coordination = None
+            self._coordinate()
+
+    def _leave_account(self, client: mqtt.Client) -> list[mqtt.MQTTMessageInfo]:
+        """Stop following the account and clear this device's announcement from it."""
+        if self._coordination is None:
+            return []
+        subscription, own = self._coordination
+        self._coordination = None
+        client.unsubscribe(subscription)
+        return [client.publish(own, b"", QOS, retain=True)]
 
     def _connect(self) -> None:
         settings = self._mqtt
@@ -263,8 +331,11 @@ class MqttBridge:
         client, self._client = self._client, None
         if client is None:
             return
-        if say_offline and self._online.is_set():
-            _wait_sent([client.publish(self._layout.availability, OFFLINE, QOS, retain=True)])
+        if self._online.is_set():
+            goodbye = self._leave_account(client)  # the others take the account over at once
+            if say_offline:
+                goodbye.append(client.publish(self._layout.availability, OFFLINE, QOS, retain=True))
+            _wait_sent(goodbye)
         self._online.clear()
         client.disconnect()
         client.loop_stop()
@@ -293,7 +364,8 @@ class MqttBridge:
             return
         self._published.clear()
         self._held.clear()
-        for topic, payload in discovery_messages(self._layout, self._setup_url).items():
+        room = self._controller.config.device.name
+        for topic, payload in discovery_messages(self._layout, self._setup_url, room).items():
             self._send(topic, payload)
         self._send(self._layout.availability, ONLINE)
         snapshot = self._status.snapshot()

@@ -8,7 +8,7 @@ are driven by `device.worker.PlayerWorker`, never from the analysis loop.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -26,6 +26,9 @@ class Intent:
     mood: str | None = None  # the mood whose music should play
     context_uri: str = ""  # what to play for it; "" keeps whatever plays
     reason: str = ""
+    handover: frozenset[tuple[str, str]] = field(default=frozenset(), compare=False)
+    """(context URI, speaker) that other Mood Melodies of the home started on the account: this
+    device drives now, so it may take that music over (device.coordination)."""
 
 
 class PlayerError(Exception):

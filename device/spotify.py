@@ -26,6 +26,7 @@ from spotipy.exceptions import SpotifyException
 
 from device.atomic import write_atomic
 from device.config import Config
+from device.coordination import account_key
 from device.player import Intent, PlayerError
 from device.schedule import quiet_hours_left, scheduled_volume
 from device.spotify_auth import Account, AuthUnavailable, LinkError, SpotifyAuth
@@ -245,7 +246,7 @@ class SpotifyPlayer:
         self._rng = rng or random.Random()
         self._failures = 0  # consecutive failures, for the backoff
         self._contexts: dict[str, dict[str, Any]] = {}  # uri -> {"name", "total"}
-        status.update(spotify_state=link_label(self._api.auth.account(), time.time()))
+        self._show_link()
 
     # Player protocol
     def apply(self, intent: Intent) -> None:
@@ -282,7 +283,14 @@ class SpotifyPlayer:
         ) as err:
             raise self._failed(err) from err
         self._failures = 0
-        self._status.update(spotify_state=link_label(self._api.auth.account(), time.time()))
+        self._show_link()
+
+    def _show_link(self) -> None:
+        account = self._api.auth.account()
+        self._status.update(
+            spotify_state=link_label(account, time.time()),
+            spotify_account=account_key(account.user_id) if account else "",
+        )
 
     def _failed(self, err: Exception) -> PlayerError:
         message, state, kind = describe_failure(err)
@@ -317,11 +325,31 @@ class SpotifyPlayer:
         return self._api.call(lambda sp: sp.current_playback()) or {}
 
     def _is_ours(self, playback: dict[str, Any]) -> bool:
-        """True when the account plays the context we last started (or take_over is on)."""
+        """True when the account plays the context we last started on our speaker (or
+        take_over is on). Our playlist on another speaker is not ours any more: someone moved
+        it there, or another Mood Melody on the account started it."""
         if self._config.player.take_over:
             return True
         context = (playback.get("context") or {}).get("uri")
-        return bool(context) and context == self._state.get("context_uri")
+        ours = bool(context) and context == self._state.get("context_uri")
+        return ours and self._on_speaker(playback) is not None
+
+    def _not_taken(self, playback: dict[str, Any], intent: Intent) -> PlayerError | None:
+        """Why the music playing now must not be interrupted; None when it may be: it is ours,
+        or another Mood Melody of the home started it and hands the account over."""
+        context = (playback.get("context") or {}).get("uri") or ""
+        speaker = str((playback.get("device") or {}).get("name", ""))
+        if not playback.get("is_playing") or self._is_ours(playback):
+            return None
+        if (context, speaker) in intent.handover:
+            logger.info("taking over from the Mood Melody playing on %s", speaker)
+            return None
+        if context and context == self._state.get("context_uri"):
+            why = f"{context} is playing on {speaker}: not taking it away"
+        else:
+            other = context or "something"
+            why = f"someone else is playing {other} on the account: not interrupting"
+        return PlayerError(f"{why} (take_over is off)", BUSY_RECHECK_S)
 
     def _play(self, intent: Intent) -> None:
         target = intent.context_uri or self._state.get("context_uri", "")
@@ -330,13 +358,8 @@ class SpotifyPlayer:
             return
         device = self._speaker()
         playback = self._playback()
-        if playback.get("is_playing") and not self._is_ours(playback):
-            other = (playback.get("context") or {}).get("uri") or "something"
-            raise PlayerError(
-                f"someone else is playing {other} on the account: not "
-                f"interrupting (take_over is off)",
-                BUSY_RECHECK_S,
-            )
+        if busy := self._not_taken(playback, intent):
+            raise busy
         device_id = device["id"]
         current = (playback.get("context") or {}).get("uri")
         here = (playback.get("device") or {}).get("id") == device_id

@@ -50,6 +50,13 @@ class PlayerWorker:
             self._commands.append(action)
             self._cond.notify()
 
+    def stand_by(self) -> None:
+        """Leave playback alone from now on (another Mood Melody drives the account): nothing
+        is wanted, so the next intent is applied afresh, even one equal to the last."""
+        with self._cond:
+            self._wanted = self._applied = None
+            self._retry_at = 0.0
+
     def replace_player(self, player: Player) -> None:
         """Swap the backend (after a settings change); the wanted state is applied anew."""
         with self._cond:

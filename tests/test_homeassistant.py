@@ -384,7 +384,7 @@ def test_device_based_discovery_follows_the_documented_schema(layout: Layout) ->
     check_origin(root["origin"])
     assert root["availability_topic"] == f"{layout.base}/availability"
     components = root["components"]
-    assert len(components) == 19
+    assert len(components) == 20
     for component_id, raw in components.items():
         assert ID_CHARS.match(component_id)
         config = expand(raw, ABBREVIATIONS)
@@ -397,7 +397,7 @@ def test_per_entity_discovery_follows_the_documented_schema() -> None:
     """The option for HA before 2024.11: one message per entity, platform in the topic."""
     layout = Layout.from_config(MqttConfig(device_discovery=False), "0a1b2c3d")
     messages = discovery_messages(layout, SETUP_URL)
-    assert len(messages) == 19
+    assert len(messages) == 20
     for topic, payload in messages.items():
         prefix, platform, node, key, config_word = topic.split("/")
         assert (prefix, node, config_word) == ("homeassistant", layout.node_id, "config")
@@ -434,6 +434,7 @@ def test_the_entities_are_the_ones_the_issue_asks_for() -> None:
         "Correct mood to": "select",
         "Correct mood": "button",
         "Calibration": "sensor",
+        "Coordination": "sensor",
     }
     assert set(by_name["Emotion"].options["ops"]) == {*EMOTIONS, NO_FACE}
     assert by_name["Confidence"].options["unit_of_meas"] == "%"
@@ -450,6 +451,33 @@ def test_the_entities_are_the_ones_the_issue_asks_for() -> None:
         "Uptime",
         "Calibration",
     }
+
+
+@pytest.mark.parametrize("device_discovery", [True, False])
+def test_two_rooms_are_two_devices_that_share_nothing_retained(device_discovery: bool) -> None:
+    """Two Mood Melodies on one broker: their own ids, device names after their rooms (and
+    Home Assistant's suggested area), entity ids that do not clash, and no retained topic
+    in common, so neither ever overwrites the other."""
+    rooms = {"0a1b2c3d": "Living Room", "4e5f6a7b": "Kitchen"}
+    seen: dict[str, dict[str, Any]] = {}
+    for device_id, room in rooms.items():
+        layout = Layout.from_config(MqttConfig(device_discovery=device_discovery), device_id)
+        messages = discovery_messages(layout, SETUP_URL, room)
+        configs = [expand(json.loads(p), ABBREVIATIONS) for p in messages.values()]
+        device = expand(configs[0]["device"], DEVICE_ABBREVIATIONS)
+        components = configs[0]["components"].values() if device_discovery else configs
+        seen[room] = {
+            "name": device["name"],
+            "area": device["suggested_area"],
+            "entities": {expand(c, ABBREVIATIONS)["default_entity_id"] for c in components},
+            "retained": set(retained_topics(layout)),
+        }
+    living, kitchen = seen["Living Room"], seen["Kitchen"]
+    assert (living["name"], kitchen["name"]) == ("Mood Melody Living Room", "Mood Melody Kitchen")
+    assert (living["area"], kitchen["area"]) == ("Living Room", "Kitchen")
+    assert "sensor.mood_melody_kitchen_mood" in kitchen["entities"]
+    assert not living["entities"] & kitchen["entities"]
+    assert not living["retained"] & kitchen["retained"]
 
 
 def test_topics_come_from_keys_so_a_rename_breaks_nothing() -> None:

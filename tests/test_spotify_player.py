@@ -143,19 +143,61 @@ def test_take_over_switches_anyway(
     assert fake_spotify.playback.context_uri == mine
 
 
-def test_our_music_on_another_device_is_moved_to_the_speaker(
+def test_our_music_paused_on_another_device_is_moved_to_the_speaker(
     fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path
 ) -> None:
-    """If our context plays elsewhere, playback is transferred, not restarted."""
+    """If our context is paused elsewhere, playback is transferred, not restarted."""
     phone = fake_spotify.add_device("Phone", type="Smartphone")
     uri = fake_spotify.add_playlist("Calm")
     player = _player(_config(fake_spotify, tmp_path))
     player.apply(Intent(True, "neutral", uri))
-    fake_spotify.playback.device_id = phone.id
+    fake_spotify.playback.device_id, fake_spotify.playback.is_playing = phone.id, False
     player.apply(Intent(True, "neutral", uri))
     transfer = fake_spotify.calls("PUT", "/v1/me/player")[-1]
     assert transfer.body == {"device_ids": [speaker.id], "play": True}
     assert fake_spotify.playback.device_id == speaker.id and len(_plays(fake_spotify)) == 1
+
+
+def test_music_playing_on_another_speaker_is_never_taken_away(
+    fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path
+) -> None:
+    """Our playlist playing on another speaker: someone moved it there, or another Mood Melody
+    on the account started it. Neither a mood nor absence takes it away or pauses it."""
+    kitchen = fake_spotify.add_device("Kitchen speaker")
+    calm, upbeat = fake_spotify.add_playlist("Calm"), fake_spotify.add_playlist("Up")
+    player = _player(_config(fake_spotify, tmp_path))
+    player.apply(Intent(True, "neutral", calm))
+    fake_spotify.playback.device_id = kitchen.id
+    for intent in (Intent(True, "neutral", calm), Intent(True, "happy", upbeat)):
+        with pytest.raises(PlayerError, match="is playing on Kitchen speaker: not taking it"):
+            player.apply(intent)
+    player.apply(Intent(False, reason="nobody there"))
+    assert fake_spotify.playback.is_playing and fake_spotify.playback.device_id == kitchen.id
+    assert len(_plays(fake_spotify)) == 1 and not fake_spotify.calls("PUT", "/v1/me/player")
+
+
+def test_music_another_mood_melody_hands_over_is_taken(
+    fake_spotify: FakeSpotify, speaker: Device, tmp_path: Path
+) -> None:
+    """The driver of a shared account may take what the others announced they started: the
+    same playlist moves to its speaker, another one starts there."""
+    kitchen = fake_spotify.add_device("Kitchen speaker")
+    theirs, mine = fake_spotify.add_playlist("Theirs"), fake_spotify.add_playlist("Mine")
+    player = _player(_config(fake_spotify, tmp_path))
+    fake_spotify.someone_else_plays(theirs, kitchen.id)
+    with pytest.raises(PlayerError, match="someone else is playing"):
+        player.apply(Intent(True, "happy", mine, handover=frozenset({(theirs, "Other")})))
+    player.apply(Intent(True, "happy", mine, handover=frozenset({(theirs, "Kitchen speaker")})))
+    assert (fake_spotify.playback.context_uri, fake_spotify.playback.device_id) == (
+        mine,
+        speaker.id,
+    )
+    fake_spotify.someone_else_plays(theirs, kitchen.id)
+    player.apply(Intent(True, "sad", theirs, handover=frozenset({(theirs, "Kitchen speaker")})))
+    assert fake_spotify.calls("PUT", "/v1/me/player")[-1].body == {
+        "device_ids": [speaker.id],
+        "play": True,
+    }
 
 
 def test_the_speaker_is_found_by_name_when_its_id_changed(
