@@ -187,6 +187,9 @@ class ImageSource:
 
     def read(self) -> Frame | None:
         if self._index >= len(self._files):
+            # In real time the last image lasts its period too, so a looped image is a camera
+            # showing it at `fps` (re-read each turn), not a busy loop.
+            _pace(self._index * self._period, self._started, self._realtime)
             return None
         path = self._files[self._index]
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)

@@ -220,6 +220,26 @@ def cmd_reset_password(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    """Remove this device from Home Assistant and from its Spotify account's Mood Melodies."""
+    from device.coordination import account_key
+    from device.identity import device_id
+    from device.mqtt import forget
+    from device.spotify_auth import SpotifyAuth
+
+    config = load_config(_config_path(args))
+    if not config.mqtt.enabled:
+        print("MQTT is off: this device left nothing on a broker.")
+        return 0
+    state_dir = config.state_dir()
+    account = SpotifyAuth(config, state_dir).account()
+    ok, message = forget(
+        config, device_id(state_dir), account_key(account.user_id) if account else ""
+    )
+    print(message if ok else f"could not clear the broker: {message}")
+    return 0 if ok else 1
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -269,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "reset-password", "forget the setup page's admin password (prints a new setup code)"
     ).set_defaults(handler=cmd_reset_password)
+    add(
+        "forget", "remove this device from Home Assistant: clear what it left on the MQTT broker"
+    ).set_defaults(handler=cmd_forget)
     return parser
 
 

@@ -225,6 +225,9 @@ class Decision:
     driver: Member | None = None
     others: tuple[Member, ...] = ()  # the other live devices on the account
     detail: str = ""  # why it is off or on its own
+    handover: frozenset[tuple[str, str]] = frozenset()
+    """(context URI, speaker) that the other devices started, also those that have left since:
+    playback the driver may take over, where it would never interrupt anyone else's music."""
 
     @property
     def drives(self) -> bool:
@@ -235,15 +238,6 @@ class Decision:
     def claims(self) -> bool:
         """This device has the account (and says so in its announcement)."""
         return self.me is not None and self.driver is not None and self.driver is self.me
-
-    def handover(self) -> frozenset[tuple[str, str]]:
-        """(context URI, speaker) that the other devices started: playback the driver may
-        take over, where it would never interrupt anyone else's music."""
-        return frozenset(
-            (m.said.playing.context_uri, m.said.playing.speaker)
-            for m in self.others
-            if m.said.playing is not None and m.said.playing.context_uri
-        )
 
     def describe(self) -> str:
         """The page's and Home Assistant's line, e.g. "standing by: Kitchen has the account"."""

@@ -60,6 +60,7 @@ class Coordinator:
         self._lock = threading.RLock()
         self._account = ""
         self._peers: dict[str, Member] = {}
+        self._started: dict[str, tuple[str, str]] = {}  # device -> (context, speaker) it started
         self._rejected: set[str] = set()  # topics whose bad announcement was logged
         self._wanted_since: float | None = None
         self._claim_since: float | None = None
@@ -88,6 +89,7 @@ class Coordinator:
     def heard(self, topic: str, payload: bytes) -> None:
         """An announcement of the account's topic (empty: the device has left)."""
         with self._lock:
+            self._follow_account()
             prefix = account_subscription(self._account)[:-1]
             device = topic[len(prefix) :]
             if not (self._account and topic.startswith(prefix)) or device == self.device_id:
@@ -111,6 +113,8 @@ class Coordinator:
             if device not in self._peers:
                 logger.info("coordination: %s (%s) is on the account", said.name, device)
             self._peers[device] = Member(said, self._clock())
+            if said.playing is not None and said.playing.context_uri:
+                self._started[device] = (said.playing.context_uri, said.playing.speaker)
 
     # -- what it says ---------------------------------------------------------------------
 
@@ -156,9 +160,7 @@ class Coordinator:
         snapshot = self._status.snapshot()
         config = self._config()
         now = self._clock()
-        account = snapshot["spotify_account"]
-        if account != self._account:
-            self._account, self._peers, self._sent = account, {}, None
+        self._follow_account()
         wants = config.player.autoplay and bool(snapshot["present"] or snapshot["override"])
         if not wants:
             self._wanted_since = None
@@ -178,12 +180,18 @@ class Coordinator:
         else:  # cut off for a while: the others as they were when the broker went
             heard_until = now if self._connected else self._lost_since
             peers = live(self._peers.values(), heard_until, self._timeout())
-            decision = decide(me, peers, now)
+            decision = replace(decide(me, peers, now), handover=frozenset(self._started.values()))
         if decision.claims and config.player.autoplay:
             self._claim_since = self._claim_since if self._claim_since is not None else now
         else:
             self._claim_since = None
         return decision
+
+    def _follow_account(self) -> None:
+        """A newly linked account: forget everything heard about the previous one."""
+        account = self._status.get("spotify_account")
+        if account != self._account:
+            self._account, self._peers, self._started, self._sent = account, {}, {}, None
 
     def _active(self) -> bool:
         config = self._config()

@@ -110,7 +110,8 @@ class Daemon:
         self.calibration: CalibrationService | None = None  # made with the emotion model
         self.capture = self._make_capture(config)
         self.worker = PlayerWorker(make_player(config, self.status, self.state_dir), self.status)
-        self.coordinator = Coordinator(device_id(), lambda: self.controller.config, self.status)
+        self.device_id = device_id(self.state_dir)
+        self.coordinator = Coordinator(self.device_id, lambda: self.controller.config, self.status)
         self.coordinator.on_change(lambda _decision: self._reconsider())
         self._last_intent: Intent | None = None
         self._intent_lock = threading.RLock()
@@ -180,7 +181,9 @@ class Daemon:
 
         config = self.controller.config
         advertised = setup_url(config) if config.web.enabled else ""  # no page: no link to it
-        bridge = MqttBridge(self.controller, device_id(), advertised, coordinator=self.coordinator)
+        bridge = MqttBridge(
+            self.controller, self.device_id, advertised, coordinator=self.coordinator
+        )
         bridge.start()
         self._stoppers.append(bridge.stop)
         if not config.web.enabled:
@@ -408,7 +411,7 @@ class Daemon:
                     self.worker.stand_by()
                     self.status.update(player_state="idle")
                 return
-            intent = self.desired_intent(decision.handover())
+            intent = self.desired_intent(decision.handover)
             if intent is None or intent == self._last_intent:
                 return
             if self._last_intent is None and not intent.play:

@@ -8,6 +8,7 @@ What to publish and what a command means is decided in `device.homeassistant`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import queue
@@ -24,6 +25,7 @@ from device import identity
 from device.config import Config, MqttConfig
 from device.controller import Controller
 from device.coordination import ROOT as COORDINATION_ROOT
+from device.coordination import account_topic
 from device.coordinator import STATUS_KEYS as COORDINATION_KEYS
 from device.coordinator import Coordinator
 from device.homeassistant import (
@@ -436,35 +438,69 @@ class MqttBridge:
             logger.warning("MQTT command %s failed: %s", command.key, err)
 
 
-def test_connection(mqtt_config: MqttConfig, timeout: float = 5.0) -> tuple[bool, str]:
-    """Connect once with these settings (the setup page's button): (ok, what happened).
-
-    Its client id differs from the bridge's, so a test never kicks the live connection off.
-    """
+def _session(
+    mqtt_config: MqttConfig, purpose: str, timeout: float
+) -> tuple[mqtt.Client | None, str]:
+    """A short connection of its own, for `purpose` (its client id differs from the bridge's,
+    so it never kicks the live connection off): (the connected client, "") or (None, why)."""
     where = f"{mqtt_config.host}:{mqtt_config.port}"
+    client_id = f"{_client_id(mqtt_config, identity.device_id())}-{purpose}"
     try:
-        client = _new_client(mqtt_config, _client_id(mqtt_config, identity.device_id()) + "-test")
+        client = _new_client(mqtt_config, client_id)
     except OSError as err:
-        return False, f"TLS setup failed: {err}"
+        return None, f"TLS setup failed: {err}"
     answers: list[mqtt.ReasonCode] = []
     client.on_connect = lambda _c, _u, _f, reason, _p: answers.append(reason)
     client.connect_timeout = timeout
     try:
         client.connect(mqtt_config.host, mqtt_config.port, keepalive=KEEPALIVE_S)
     except OSError as err:
-        return False, _connect_failure(where, err)
+        return None, _connect_failure(where, err)
     deadline = time.monotonic() + timeout
-    try:
-        while not answers and time.monotonic() < deadline:
-            client.loop(timeout=0.1)
-    finally:
-        client.disconnect()
+    while not answers and time.monotonic() < deadline:
+        client.loop(timeout=0.1)
+    if answers and not answers[0].is_failure:
+        return client, ""
+    client.disconnect()
     if not answers:
         hint = "" if mqtt_config.tls else " (a TLS port answers only with TLS on)"
-        return False, f"{where} did not answer within {timeout:g} s{hint}"
-    if answers[0].is_failure:
-        return False, f"{where} refused the connection: {answers[0]}"
+        return None, f"{where} did not answer within {timeout:g} s{hint}"
+    return None, f"{where} refused the connection: {answers[0]}"
+
+
+def test_connection(mqtt_config: MqttConfig, timeout: float = 5.0) -> tuple[bool, str]:
+    """Connect once with these settings (the setup page's button): (ok, what happened)."""
+    client, why = _session(mqtt_config, "test", timeout)
+    if client is None:
+        return False, why
+    client.disconnect()
+    where = f"{mqtt_config.host}:{mqtt_config.port}"
     return True, f"connected to {where}" + (" with TLS" if mqtt_config.tls else "")
+
+
+def forget(config: Config, device_id: str, account: str, timeout: float = 5.0) -> tuple[bool, str]:
+    """Clear everything this device left retained on its broker (discovery in both styles,
+    states, availability, its announcement on `account`): Home Assistant's device is gone.
+    `moodmelody forget`, which uninstall runs once the service has stopped."""
+    layouts = [
+        Layout.from_config(dataclasses.replace(config.mqtt, device_discovery=style), device_id)
+        for style in (True, False)
+    ]
+    topics = sorted({topic for layout in layouts for topic in retained_topics(layout)})
+    if account:
+        topics.append(account_topic(account, device_id))
+    client, why = _session(config.mqtt, "forget", timeout)
+    if client is None:
+        return False, why
+    sent = [client.publish(topic, b"", QOS, retain=True) for topic in topics]
+    deadline = time.monotonic() + timeout
+    while not all(info.is_published() for info in sent) and time.monotonic() < deadline:
+        client.loop(timeout=0.1)
+    client.disconnect()
+    where = f"{config.mqtt.host}:{config.mqtt.port}"
+    if not all(info.is_published() for info in sent):
+        return False, f"{where} did not confirm clearing within {timeout:g} s"
+    return True, f"cleared {len(topics)} retained topics on {where}"
 
 
 def check(config: Config) -> list[tuple[str, bool, str]]:

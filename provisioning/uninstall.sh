@@ -39,6 +39,14 @@ parse_options "$@"
 
 say "units"
 remove_units moodmelody.service moodmelody-hotspot.timer moodmelody-hotspot.service
+# What the stopped service left retained on its MQTT broker (Home Assistant's discovery, its
+# states, its place among the Mood Melodies sharing a Spotify account) would keep the device
+# listed in Home Assistant: clear it. Not in an image being built: that device never ran.
+if systemd_running && [[ -x $(target /usr/local/bin/moodmelody) ]]; then
+    say "Home Assistant"
+    run /usr/local/bin/moodmelody forget ||
+        say "could not clear the MQTT broker: delete the device in Home Assistant"
+fi
 if systemd_running; then
     run systemctl daemon-reload
 fi

@@ -69,6 +69,37 @@ def test_image_folder_in_name_order_with_media_time(tmp_path: Path) -> None:
     assert frames[3] is None
 
 
+def test_a_looped_image_is_a_camera_showing_it_at_the_frame_rate(tmp_path: Path) -> None:
+    """`run --source photo.png --loop`: the image is read again at the camera's rate, so a
+    new picture put in its place is seen within a frame, and no core spins."""
+    import cv2
+
+    image = tmp_path / "view.png"
+    cv2.imwrite(str(image), background(seed=1))
+    capture = Capture(lambda: open_source(str(image), 640, 480, fps=10.0), StatusBoard(), loop=True)
+    capture.start()
+    try:
+        started, cpu = time.monotonic(), time.process_time()
+        frames = []
+        while time.monotonic() - started < 1.0:
+            if (frame := capture.latest(timeout=0.5)) is not None:
+                frames.append(frame)
+        assert 8 <= len(frames) <= 12
+        assert time.process_time() - cpu < 0.5
+        cv2.imwrite(str(tmp_path / "next.png"), background(seed=2))
+        (tmp_path / "next.png").replace(image)
+        wait_until(
+            lambda: (
+                (f := capture.latest(timeout=0.5)) is not None
+                and not np.array_equal(f.rgb, frames[0].rgb)
+            ),
+            timeout=2,
+            what="the new picture",
+        )
+    finally:
+        capture.stop()
+
+
 def test_video_file_replays_at_its_own_rate(tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "clip.avi", [background(seed=i) for i in range(10)], fps=20)
     fast = OpenCVSource(str(clip), 640, 480, realtime=False)

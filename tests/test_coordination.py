@@ -140,7 +140,6 @@ def test_decisions_in_words() -> None:
     assert decide(empty, [], 1000.0).role == ALONE
     standing = decide(empty, [kitchen], 1000.0)
     assert not standing.drives
-    assert standing.handover() == {("spotify:playlist:x", "Kitchen speaker")}
     assert standing.attributes() == {
         "role": STANDING_BY,
         "driver": "Kitchen",
@@ -406,3 +405,21 @@ def test_announcements_go_out_on_change_and_as_a_heartbeat() -> None:
     assert coordinator.outgoing() is not None
     clock.now += 10.0
     assert coordinator.outgoing() is not None
+
+
+def test_the_driver_may_take_over_what_a_device_that_left_started() -> None:
+    """The bedroom's daemon stops while its music plays: whoever drives next may take that
+    music over (it would never interrupt music no Mood Melody started)."""
+    clock = Clock()
+    me, bedroom = house(["Living Room", "Bedroom"], 5.0, clock)
+    calm = {"context_uri": "spotify:playlist:calm", "name": "Calm", "device": "Bedroom speaker"}
+    bedroom.status.update(present=True, player_state="playing", now_playing=calm)
+    bedroom.coordinator.decide()
+    payload = bedroom.coordinator.outgoing()
+    assert payload is not None
+    me.coordinator.heard(bedroom.topic, payload.encode())
+    me.coordinator.heard(bedroom.topic, b"")
+    me.status.update(present=True)
+    decision = me.coordinator.decide()
+    assert decision.role == ALONE and decision.claims
+    assert decision.handover == {("spotify:playlist:calm", "Bedroom speaker")}

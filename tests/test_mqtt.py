@@ -23,8 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from device import mqtt as bridge_module
-from device.config import Config, MqttConfig, apply_changes, load_config
+from device.config import Config, MqttConfig, apply_changes, load_config, save_config
 from device.controller import Controller
+from device.coordination import account_topic
+from device.coordinator import Coordinator
 from device.homeassistant import ENTITIES, Layout
 from device.mqtt import MqttBridge
 from device.status import StatusBoard
@@ -107,16 +109,26 @@ def retained(port: int, *topics: str) -> dict[str, bytes]:
 class Rig:
     """A real Controller, StatusBoard and config file, and the bridge under test."""
 
-    def __init__(self, tmp_path: Path, port: int, **mqtt_settings: Any) -> None:
+    def __init__(self, tmp_path: Path, port: int, account: str = "", **mqtt_settings: Any) -> None:
+        """`account`: a linked Spotify account's key, so the bridge also coordinates."""
         self.config_path = tmp_path / "config.toml"
         config = apply_changes(
             Config(),
             {"mqtt": {"enabled": True, "host": "127.0.0.1", "port": port, **mqtt_settings}},
         )
         self.status = StatusBoard()
+        self.status.update(spotify_account=account)
         self.controller = Controller(config, self.config_path, self.status)
-        self.bridge = MqttBridge(self.controller, DEVICE_ID, SETUP_URL, throttle_s=0.5)
+        self.coordinator = Coordinator(DEVICE_ID, lambda: self.controller.config, self.status)
+        self.bridge = MqttBridge(
+            self.controller,
+            DEVICE_ID,
+            SETUP_URL,
+            throttle_s=0.5,
+            coordinator=self.coordinator if account else None,
+        )
         self.layout = Layout.from_config(config.mqtt, DEVICE_ID)
+        self.announcement = account_topic(account, DEVICE_ID)
 
     def start(self) -> Rig:
         self.bridge.start()
@@ -131,8 +143,8 @@ class Rig:
 def make_rig(tmp_path: Path, mosquitto: Broker) -> Iterator[Callable[..., Rig]]:
     rigs: list[Rig] = []
 
-    def make(**mqtt_settings: Any) -> Rig:
-        rigs.append(Rig(tmp_path, mosquitto.port, **mqtt_settings))
+    def make(account: str = "", **mqtt_settings: Any) -> Rig:
+        rigs.append(Rig(tmp_path, mosquitto.port, account, **mqtt_settings))
         return rigs[-1]
 
     yield make
@@ -428,6 +440,79 @@ def test_disabling_mqtt_removes_the_device(
     )
 
 
+def test_the_room_names_the_device_and_a_rename_is_announced(
+    mosquitto: Broker, make_rig: Callable[..., Rig]
+) -> None:
+    rig = make_rig()
+    rig.controller.update_settings({"device": {"name": "Kitchen"}}, "test")
+    rig.start()
+    topic = rig.layout.discovery_topic()
+
+    def device_name() -> str | None:
+        found = retained(mosquitto.port, topic)
+        return json.loads(found[topic])["dev"]["name"] if topic in found else None
+
+    wait_until(lambda: device_name() == "Mood Melody Kitchen", "the kitchen's device")
+    rig.controller.update_settings({"device": {"name": "Bedroom"}}, "test")
+    wait_until(lambda: device_name() == "Mood Melody Bedroom", "the renamed device")
+
+
+def test_a_coordinating_device_announces_itself_and_leaves_when_stopped(
+    mosquitto: Broker, make_rig: Callable[..., Rig]
+) -> None:
+    """Its announcement on the account is retained while it runs, and cleared when it stops,
+    so the others take the account over at once rather than after the peer timeout."""
+    rig = make_rig(account="0123456789ab").start()
+    rig.status.update(present=True)
+    found = wait_until(
+        lambda: (
+            (r := retained(mosquitto.port, rig.announcement))
+            and json.loads(r[rig.announcement])["wanted_for_s"] is not None
+            and r
+        ),
+        "an announcement of someone there",
+    )
+    said = json.loads(found[rig.announcement])
+    assert (said["device_id"], said["name"]) == (DEVICE_ID, f"Mood Melody {DEVICE_ID}")
+    assert rig.status.get("coordination") == "alone: no other Mood Melody on this Spotify account"
+    rig.stop()
+    assert retained(mosquitto.port, rig.announcement) == {}
+
+
+def test_disabling_mqtt_also_leaves_the_account(
+    mosquitto: Broker, make_rig: Callable[..., Rig]
+) -> None:
+    rig = make_rig(account="0123456789ab").start()
+    wait_until(lambda: retained(mosquitto.port, rig.announcement), "the announcement")
+    rig.controller.update_settings({"mqtt": {"enabled": False}}, "test")
+    wait_until(lambda: rig.status.get("mqtt_state") == "disabled", "disabled")
+    assert retained(mosquitto.port, rig.announcement) == {}
+    assert rig.coordinator.decide().describe() == (
+        "off: it needs the MQTT broker, which is not set up"
+    )
+
+
+def test_forget_clears_everything_the_device_left_on_the_broker(
+    mosquitto: Broker, make_rig: Callable[..., Rig], tmp_path: Path
+) -> None:
+    """`moodmelody forget` (uninstall runs it): discovery in both styles, availability, every
+    state and its announcement go; another device's messages stay."""
+    other = make_rig(base_topic="mm/other")
+    other.bridge = MqttBridge(other.controller, "99999999", "", throttle_s=0.5)
+    other.start()
+    rig = make_rig(account="0123456789ab").start()
+    wait_until(lambda: retained(mosquitto.port, rig.announcement), "the announcement")
+    rig.stop()
+    before = retained(mosquitto.port, "moodmelody/#", "homeassistant/#", "mm/#")
+    mine = [t for t in before if DEVICE_ID in t or t.startswith("moodmelody/")]
+    assert len(mine) > 20
+    ok, message = bridge_module.forget(rig.controller.config, DEVICE_ID, "0123456789ab")
+    assert ok and message.startswith("cleared ")
+    after = retained(mosquitto.port, "moodmelody/#", "homeassistant/#", "mm/#")
+    assert set(after) == set(before) - set(mine)
+    assert all(t.startswith(("mm/other/", "homeassistant/device/moodmelody_9999")) for t in after)
+
+
 def test_new_topics_clear_the_old_ones(mosquitto: Broker, make_rig: Callable[..., Rig]) -> None:
     """A new discovery prefix clears the old discovery message; a new base topic clears the
     old retained states; the device is then found under the new ones."""
@@ -581,6 +666,33 @@ def test_connection_test_tells_what_went_wrong(password_broker: Broker) -> None:
         MqttConfig(host="127.0.0.1", tls=True, ca_file="/nonexistent/ca.pem")
     )
     assert not ok and message.startswith("TLS setup failed")
+
+
+def test_the_forget_command_removes_the_device_named_by_its_state_folder(
+    mosquitto: Broker, make_rig: Callable[..., Rig], tmp_path: Path
+) -> None:
+    """`moodmelody forget` as uninstall runs it: the device id comes from the state folder's
+    `device_id` file (a cloned SD card's own id), the settings from the config file."""
+    from device.identity import ID_FILE, device_id
+    from tests.daemon_process import run_cli
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / ID_FILE).write_text(DEVICE_ID + "\n")
+    assert device_id(state) == DEVICE_ID != device_id()
+    rig = make_rig().start()
+    wait_until(lambda: retained(mosquitto.port, rig.layout.discovery_topic()), "discovery")
+    rig.stop()
+    config = apply_changes(rig.controller.config, {"paths": {"state_dir": str(state)}}, "test")
+    save_config(config, tmp_path / "forget.toml")
+    result = run_cli("forget", "--config", str(tmp_path / "forget.toml"))
+    assert result.stdout.startswith("cleared ") and f"127.0.0.1:{mosquitto.port}" in result.stdout
+    assert retained(mosquitto.port, "homeassistant/#", f"{rig.layout.base}/#") == {}
+    off = apply_changes(config, {"mqtt": {"enabled": False}})
+    save_config(off, tmp_path / "off.toml")
+    assert run_cli("forget", "--config", str(tmp_path / "off.toml")).stdout == (
+        "MQTT is off: this device left nothing on a broker.\n"
+    )
 
 
 def test_check_reports_the_broker(mosquitto: Broker) -> None:

@@ -306,6 +306,7 @@ def test_uninstall_keeps_settings_unless_purged(source: Path, tmp_path: Path) ->
     assert not (root / "usr/local/bin/moodmelody").exists()
     assert (root / CONFIG).is_file()
     assert (root / "var/lib/moodmelody").is_dir()
+    assert "/usr/local/bin/moodmelody forget" in plan(root, "commands")
 
     result = uninstall(source, root, "--purge")
     assert not (root / "etc/moodmelody").exists()
@@ -391,7 +392,7 @@ def test_image_build_enables_units_and_starts_nothing(source: Path, tmp_path: Pa
 
     result = _run(source / "provisioning/uninstall.sh", root, "--image")
     assert not (root / SERVICE).exists()
-    assert not any("systemctl" in c for c in plan(root, "commands"))
+    assert not any("systemctl" in c or "forget" in c for c in plan(root, "commands"))
 
 
 def test_uninstall_removes_the_hotspot_profile_without_networkmanager(

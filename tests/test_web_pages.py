@@ -12,6 +12,9 @@ from tests.conftest import Broker, free_port
 from tests.web_site import FAKE_JPEG, WebSite, build_site
 
 MQTT_FORM = {
+    "device.name": "Living Room",
+    "device.priority": "0",
+    "device.coordinate": "on",
     "mqtt.enabled": "on",
     "mqtt.host": "broker.lan",
     "mqtt.port": "1883",
@@ -127,6 +130,38 @@ def test_mqtt_settings_are_saved_and_applied(site: WebSite) -> None:
         "s3cret pw",
         False,
     )
+
+
+def test_the_room_is_saved_and_names_the_device_on_every_page(site: WebSite) -> None:
+    answer = site.post("/mqtt", {**MQTT_FORM, "device.name": "Kitchen", "device.priority": "2"})
+    assert answer.status_code == 302
+    assert (site.controller.config.device.name, site.controller.config.device.priority) == (
+        "Kitchen",
+        2,
+    )
+    assert saved_file(site)["device"]["name"] == "Kitchen"
+    page = site.text("/")
+    assert '<span class="room">Kitchen</span>' in page and "· Mood Melody Kitchen</title>" in page
+    answer = site.post("/mqtt", {**MQTT_FORM, "device.name": "x" * 41})
+    assert answer.status_code == 400
+    assert 'id="device.name-error" role="alert">' in answer.get_data(as_text=True)
+    assert site.controller.config.device.name == "Kitchen"
+
+
+def test_the_status_page_says_who_has_the_account(site: WebSite) -> None:
+    site.controller.status.update(coordination="standing by: Kitchen has the account")
+    assert "standing by: Kitchen has the account" in site.text("/")
+
+
+def test_remove_from_home_assistant_turns_mqtt_off(site: WebSite) -> None:
+    """Without a reachable broker it says that Home Assistant still lists the device."""
+    site.post("/mqtt", MQTT_FORM)
+    assert "Remove from Home Assistant</button>" in site.text("/mqtt")
+    answer = site.post("/mqtt/forget", follow_redirects=True)
+    page = answer.get_data(as_text=True)
+    assert site.controller.config.mqtt.enabled is False
+    assert "The broker could not be reached" in page
+    assert "Remove from Home Assistant</button>" not in page
 
 
 def test_bad_mqtt_port_is_shown_beside_it_and_nothing_is_saved(site: WebSite) -> None:

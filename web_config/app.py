@@ -67,6 +67,7 @@ def create_app(
 
     app = Flask(__name__)
     app.jinja_env.filters["date"] = _date
+    app.jinja_env.globals["room"] = lambda: controller.config.device.name
     if history is None:
         history = MoodHistory(state_dir / HISTORY_FILE)
         history.attach(controller.status)

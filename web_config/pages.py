@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 blueprint = Blueprint("pages", __name__)
 
 MQTT_FIELDS = (
+    "device.name",
+    "device.priority",
+    "device.coordinate",
     "mqtt.enabled",
     "mqtt.host",
     "mqtt.port",
@@ -268,6 +271,23 @@ def mqtt_test() -> Any:
         return jsonify(ok=False, errors=errors), 400
     ok, message = test_connection(candidate.mqtt)
     return jsonify(ok=ok, message=sentence(message))
+
+
+@blueprint.route("/mqtt/forget", methods=["POST"])
+def mqtt_forget() -> Any:
+    """Remove this device from Home Assistant: turning MQTT off clears everything it left
+    retained on the broker (discovery, states, its place on the shared account)."""
+    controller = site().controller
+    connected = controller.status.get("mqtt_state") == "connected"
+    controller.update_settings({"mqtt": {"enabled": False}}, "setup page: Remove from HA")
+    if connected:
+        flash("Removed from Home Assistant: its entities are gone and MQTT is off.")
+    else:
+        flash(
+            "MQTT is off. The broker could not be reached, so Home Assistant still lists this "
+            "device (unavailable): delete it there."
+        )
+    return redirect(url_for("pages.mqtt"))
 
 
 @blueprint.route("/behaviour", methods=["GET", "POST"])

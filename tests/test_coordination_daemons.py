@@ -1,0 +1,259 @@
+"""Several Mood Melodies in one home, for real: two and three daemon processes, one mosquitto,
+one Spotify stand-in whose one account has a speaker in every room.
+
+Each room's camera is an image the daemon reads again at its frame rate (`run --loop`); a test
+puts a face in front of it or takes it away by replacing the image. The checks are the exact
+playback calls (no fight), the hand-over timing, what each device publishes, and a broker
+restart in the middle."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+
+from device.config import save_config
+from device.identity import ID_FILE
+from tests.conftest import Broker
+from tests.daemon_process import DaemonProcess, confident_faces
+from tests.fake_spotify import Device, FakeSpotify, config_for, link
+from tests.frames import background, face_frame, read_gray
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.slow
+
+MOOD = {
+    "time_constant_s": 0.5,
+    "threshold": 0.4,
+    "dwell_s": 1.0,
+    "min_switch_interval_s": 4.0,  # the hold: at most one hand-over per 4 s
+    "absent_after_s": 2.0,
+}
+PEER_TIMEOUT_S = 6.0
+
+
+class Recorder:
+    """Home Assistant's view of the broker: every message, with the time it arrived."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.messages: list[tuple[float, str, str]] = []
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="recorder")
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, *_: c.subscribe("#")
+        self.client.reconnect_delay_set(0.2, 1)
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.loop_start()
+
+    def _on_message(self, _client: Any, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((time.monotonic(), message.topic, message.payload.decode()))
+
+    def latest(self, topic: str) -> str | None:
+        with self._lock:
+            return next((p for _, t, p in reversed(self.messages) if t == topic), None)
+
+    def first(self, topic: str, payload: Callable[[str], bool], after: float) -> float | None:
+        """When `topic` first carried a payload that `payload` accepts, after `after`."""
+        with self._lock:
+            found = (at for at, t, p in self.messages if t == topic and at > after and payload(p))
+            return next(found, None)
+
+    def account(self, room: Room) -> str:
+        """The topic of `room`'s announcement (the account key is a digest: read it here)."""
+        with self._lock:
+            return next(
+                t
+                for _, t, _ in self.messages
+                if t.startswith("moodmelody/accounts/") and t.endswith("/" + room.device_id)
+            )
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@dataclass
+class Room:
+    name: str
+    device_id: str
+    speaker: Device
+    view: Path
+    daemon: DaemonProcess
+    base: str
+
+    def show(self, image: np.ndarray) -> None:
+        """What the room's camera sees from now on."""
+        temporary = self.view.with_name("next.png")
+        cv2.imwrite(str(temporary), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        temporary.replace(self.view)
+
+    def topic(self, key: str) -> str:
+        return f"{self.base}/{key}"
+
+
+class Home:
+    """Makes rooms: each a daemon with its own id, camera, speaker and state; one account."""
+
+    def __init__(self, tmp_path: Path, fake: FakeSpotify, broker: Broker) -> None:
+        self.tmp_path, self.fake, self.broker = tmp_path, fake, broker
+        self.playlists = {m: fake.add_playlist(f"{m} songs") for m in ("happy", "sad", "neutral")}
+        self.rooms: list[Room] = []
+
+    def room(self, name: str, priority: int = 0) -> Room:
+        slug = name.lower().replace(" ", "-")
+        folder = self.tmp_path / slug
+        (folder / "state").mkdir(parents=True)
+        device_id = f"{len(self.rooms) + 1:08x}"
+        (folder / "state" / ID_FILE).write_text(device_id)
+        view = folder / "view.png"
+        cv2.imwrite(str(view), background(seed=len(self.rooms)))
+        speaker = self.fake.add_device(f"{name} speaker")
+        config = config_for(
+            self.fake,
+            folder / "state",
+            device={"name": name, "priority": priority, "peer_timeout_s": PEER_TIMEOUT_S},
+            camera={"source": str(view), "fps": 5.0},
+            mood=MOOD,
+            spotify={"device_name": speaker.name},
+            playlists=self.playlists,
+            mqtt={
+                "enabled": True,
+                "host": "127.0.0.1",
+                "port": self.broker.port,
+                "base_topic": f"mm/{slug}",
+            },
+            web={"enabled": False},
+        )
+        link(self.fake, config)
+        save_config(config, folder / "config.toml")
+        daemon = DaemonProcess.start(folder / "config.toml", "--loop")
+        room = Room(name, device_id, speaker, view, daemon, f"mm/{slug}")
+        self.rooms.append(room)
+        return room
+
+
+@pytest.fixture
+def home(tmp_path: Path, fake_spotify: FakeSpotify, mosquitto: Broker) -> Iterator[Home]:
+    made = Home(tmp_path, fake_spotify, mosquitto)
+    yield made
+    for room in made.rooms:
+        room.daemon.kill()
+
+
+def face(fer2013: Path, emotion: str) -> np.ndarray:
+    return face_frame(read_gray(confident_faces(fer2013, emotion)[0]), seed=3)
+
+
+def playback_calls(fake: FakeSpotify) -> list[tuple[str, str | None, str]]:
+    """(call, context, speaker) of every call that changes playback, in order."""
+    names = {d.id: d.name for d in fake.devices.values()}
+    calls = []
+    for r in fake.requests:
+        if r.method == "GET" or not r.path.startswith("/v1/me/player"):
+            continue
+        call = r.path.removeprefix("/v1/me/player").strip("/") or "transfer"
+        if call in ("shuffle", "volume"):
+            continue
+        body = r.body or {}
+        speaker = r.query.get("device_id") or (body.get("device_ids") or [""])[0]
+        calls.append((call, body.get("context_uri"), names.get(speaker, "")))
+    return calls
+
+
+def test_two_rooms_share_the_account_without_a_fight(
+    home: Home, fake_spotify: FakeSpotify, mosquitto: Broker, fer2013: Path
+) -> None:
+    recorder = Recorder(mosquitto)
+    try:
+        living, kitchen = home.room("Living Room"), home.room("Kitchen")
+        for room in (living, kitchen):
+            room.daemon.wait_for("running:", 30)
+        happy, sad = home.playlists["happy"], home.playlists["sad"]
+
+        # Someone sits down in the living room: it drives, the kitchen stands by.
+        living.show(face(fer2013, "happy"))
+        wait_until(
+            lambda: fake_spotify.playback.context_uri == happy and fake_spotify.playback.is_playing,
+            "happy music in the living room",
+            timeout=30,
+        )
+        wait_until(
+            lambda: (
+                recorder.latest(kitchen.topic("coordination"))
+                == "standing by: Living Room has the account"
+            ),
+            "the kitchen standing by",
+        )
+
+        # Someone in the kitchen too: it follows moods and reports them, and plays nothing.
+        kitchen.show(face(fer2013, "sad"))
+        wait_until(lambda: recorder.latest(kitchen.topic("mood")) == "sad", "the kitchen's mood")
+        wait_until(
+            lambda: (recorder.latest(kitchen.topic("coordination")) or "").startswith(
+                "following: playing happy songs on Living Room speaker (driven by Living Room)"
+            ),
+            "the kitchen following",
+        )
+        time.sleep(2.0)
+        assert playback_calls(fake_spotify) == [("play", happy, "Living Room speaker")]
+
+        # The living room empties: after its absence time the kitchen takes the account over.
+        left = time.monotonic()
+        living.show(background(seed=7))
+        wait_until(
+            lambda: fake_spotify.playback.device_id == kitchen.speaker.id,
+            "the music moving to the kitchen",
+            timeout=20,
+        )
+        empty_at = recorder.first(living.topic("presence"), lambda p: p == "OFF", after=left)
+        claimed_at = recorder.first(recorder.account(kitchen), _claims, after=left)
+        assert empty_at and claimed_at and 0 <= claimed_at - empty_at < 2.0, (empty_at, claimed_at)
+        moved_at = fake_spotify.calls("PUT", "/v1/me/player/play")[-1].time
+        assert 0.9 <= moved_at - claimed_at < 4.0  # it waited for the claim to settle
+        assert playback_calls(fake_spotify) == [
+            ("play", happy, "Living Room speaker"),
+            ("play", sad, "Kitchen speaker"),
+        ]
+        wait_until(
+            lambda: (
+                recorder.latest(living.topic("coordination"))
+                == "standing by: Kitchen has the account"
+            ),
+            "the living room standing by",
+        )
+
+        # The broker restarts (and forgets every retained message): nobody touches playback,
+        # and both announce themselves again.
+        before = time.monotonic()
+        mosquitto.restart()
+        wait_until(
+            lambda: all(
+                recorder.first(recorder.account(room), bool, after=before)
+                for room in (living, kitchen)
+            ),
+            "both announced again",
+            timeout=20,
+        )
+        time.sleep(3.0)
+        assert len(playback_calls(fake_spotify)) == 2
+        assert recorder.latest(kitchen.topic("coordination")).startswith("driving: ")
+
+        # Each device's retained state is its own.
+        assert recorder.latest(living.topic("presence")) == "OFF"
+        assert recorder.latest(kitchen.topic("presence")) == "ON"
+    finally:
+        recorder.close()
+
+
+def _claims(payload: str) -> bool:
+    return bool(payload) and json.loads(payload)["driving_for_s"] is not None
