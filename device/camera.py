@@ -299,6 +299,7 @@ class Capture:
 
     def _run(self) -> None:
         attempt = 0
+        using = ""  # the source last said to be in use: a looped file reopens without a word
         while not self._stop.is_set():
             if not self._enabled.is_set():
                 self._status.update(camera_state="off", camera_detail="camera switched off")
@@ -314,9 +315,12 @@ class Capture:
                 self._status.update(camera_state="unavailable", camera_detail=str(err))
                 self.first_attempt.set()
                 self._stop.wait(delay)
+                using = ""
                 continue
             attempt = 0
-            logger.info("camera: using %s", source.description)
+            if source.description != using:
+                logger.info("camera: using %s", source.description)
+                using = source.description
             self._status.update(
                 camera_state="running", camera_source=source.description, camera_detail=""
             )
@@ -325,7 +329,9 @@ class Capture:
                 finished = self._pump(source)
             finally:
                 source.close()
-            if finished and not self._loop:
+            if not finished:
+                using = ""  # lost or switched off: say so again when it is back
+            elif not self._loop:
                 logger.info("camera: %s ended", source.description)
                 self._status.update(camera_state="ended", camera_detail="end of the file")
                 self.ended.set()

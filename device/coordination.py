@@ -235,6 +235,11 @@ class Decision:
         return self.role not in (STANDING_BY, CLAIMING)
 
     @property
+    def someone_waits(self) -> bool:
+        """Someone is in front of another device: it takes the account once it may."""
+        return any(m.wanted_since is not None for m in self.others)
+
+    @property
     def claims(self) -> bool:
         """This device has the account (and says so in its announcement)."""
         return self.me is not None and self.driver is not None and self.driver is self.me

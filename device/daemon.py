@@ -412,6 +412,8 @@ class Daemon:
                     self.status.update(player_state="idle")
                 return
             intent = self.desired_intent(decision.handover)
+            if intent is not None and not intent.play and decision.someone_waits:
+                return  # the room that takes the account over next changes the music, no gap
             if intent is None or intent == self._last_intent:
                 return
             if self._last_intent is None and not intent.play:

@@ -348,7 +348,7 @@ class SpotifyPlayer:
             why = f"{context} is playing on {speaker}: not taking it away"
         else:
             other = context or "something"
-            why = f"someone else is playing {other} on the account: not interrupting"
+            why = f"someone else is playing {other} on {speaker or 'the account'}: not interrupting"
         return PlayerError(f"{why} (take_over is off)", BUSY_RECHECK_S)
 
     def _play(self, intent: Intent) -> None:
