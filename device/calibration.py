@@ -256,7 +256,7 @@ class Calibration:
     bias: np.ndarray  # db [C]
     anchors: np.ndarray  # [n, F] the samples, scaled like the inputs
     reach: float  # distance to the nearest anchor within which the correction applies in full
-    fade: float = PLAIN.fade  # then fading to nothing over this fraction of the reach
+    fade: float  # then fading to nothing over this fraction of the reach
     standard: Standardisation | None = None
 
     def scaled(self, features: np.ndarray) -> np.ndarray:
@@ -470,7 +470,10 @@ class CalibrationStore:
             "fade": calibration.fade,
             "standardised": standard is not None,
         }  # the anchors are the scaled features
-        arrays = {} if standard is None else {f"standard_{k}": v for k, v in vars(standard).items()}
+        arrays = {
+            f"standard_{field.name}": getattr(standard, field.name)
+            for field in (fields(Standardisation) if standard is not None else ())
+        }
         buffer = io.BytesIO()
         np.savez_compressed(
             buffer,
@@ -505,7 +508,10 @@ class CalibrationStore:
                     standard = None
                     if meta["standardised"]:
                         standard = Standardisation(
-                            **{f.name: data[f"standard_{f.name}"] for f in fields(Standardisation)}
+                            **{
+                                field.name: data[f"standard_{field.name}"]
+                                for field in fields(Standardisation)
+                            }
                         )
                     calibration = Calibration(
                         data["mean"],
