@@ -119,6 +119,7 @@ class LitHousehold:
     reference: Reference  # the model on ordinary faces
     samples: Samples  # taught, through the household's light
     held: Samples  # other faces of that household
+    ordinary: Samples  # the same faces as `held` in ordinary light
 
 
 def lit_household(count_per_class: int, features: int = 16, seed: int = 0) -> LitHousehold:
@@ -131,15 +132,22 @@ def lit_household(count_per_class: int, features: int = 16, seed: int = 0) -> Li
     reference = Reference(weights, bias, centres, np.ones((CLASSES, features)))
     shift = rng.normal(0, 3, features)
 
-    def faces(count: int) -> Samples:
+    def faces(count: int) -> tuple[Samples, Samples]:
+        """(lit, ordinary): the same faces in both lights."""
         labels = np.repeat(np.arange(CLASSES), count)
         ordinary = centres[labels] + rng.normal(0, 1, (len(labels), features))
-        lit = 0.4 * ordinary + shift
-        shipped = np.exp(log_probabilities(np.full(CLASSES, 1.0)) + lit @ weights + bias)
-        shipped /= shipped.sum(axis=1, keepdims=True)
-        return Samples.of(lit, shipped, labels, np.arange(len(labels), dtype=float))
 
-    return LitHousehold(reference, faces(count_per_class), faces(30))
+        def seen(features: np.ndarray) -> Samples:
+            logits = features @ weights + bias
+            shipped = np.exp(logits - logits.max(axis=1, keepdims=True))
+            shipped /= shipped.sum(axis=1, keepdims=True)
+            return Samples.of(features, shipped, labels, np.arange(len(labels), dtype=float))
+
+        return seen(0.4 * ordinary + shift), seen(ordinary)
+
+    taught, _ = faces(count_per_class)
+    held, ordinary = faces(30)
+    return LitHousehold(reference, taught, held, ordinary)
 
 
 def accuracy(calibration, samples: Samples) -> float:
@@ -193,6 +201,34 @@ def test_standardisation_needs_several_emotions_and_rescales_boundedly() -> None
     assert standard is not None
     assert standard.ratio.max() == pytest.approx(MAX_RESCALE)
     assert standard.ratio.min() >= 1 / MAX_RESCALE
+
+
+def test_training_household_measures_the_gain_over_draws() -> None:
+    """`python -m training.household`'s measurement, on the synthetic household: the shipped
+    settings are among those `--tune` compares, they gain more than the plain correction in
+    every draw, and ordinary faces, far from the lit samples, keep the shipped answers."""
+    from device.calibration import STANDARDISED
+    from training.household import gains, tuning_grid
+
+    household = lit_household(10)
+    grid = tuning_grid(household.reference)
+    shipped = {"settings": STANDARDISED, "reference": household.reference}
+    assert shipped in grid.values()
+    lit, ordinary = household.held, household.ordinary
+    measured = {
+        name: gains(
+            (lit.features, lit.probabilities),
+            (ordinary.features, ordinary.probabilities),
+            lit.labels,
+            draws=3,
+            seed=7,
+            settings=settings,
+        )
+        for name, settings in (("shipped", shipped), ("plain", {"reference": None}))
+    }
+    assert measured["shipped"]["gain_min"] > measured["plain"]["gain_max"]
+    assert measured["shipped"]["gain_min"] <= measured["shipped"]["gain_mean"]
+    assert measured["shipped"]["unshifted_change_min"] == 0.0
 
 
 def test_the_shipped_models_reference_is_loaded(tmp_path: Path) -> None:
