@@ -1,18 +1,26 @@
 """Personal calibration: a small model on the emotion network's features, fitted on the device.
 
-Pure numpy, no clock and no I/O except `CalibrationStore`'s one file. What is fitted is a
-correction to the shipped model's logits:
+Pure numpy, no clock and no I/O except `CalibrationStore`'s one file and `load_reference`.
+What is fitted is a correction to the shipped model's logits, in two steps:
 
-    calibrated logits = log p_shipped + ((features - mean) / scale) @ dW + db
+    calibrated logits = log p_shipped + standardisation(features)
+                        + ((features - mean) / scale) @ dW + db
 
-a multinomial logistic regression whose weights start at the shipped head and are held
-towards it by an L2 penalty on (dW, db), so a handful of samples moves the model only as
-far as they justify. The correction is applied in full only to faces near one of the
-household's samples (within `reach`, the typical distance between neighbouring samples)
-and fades out beyond, so it never extrapolates to faces and light it has not seen: those
-keep the shipped behaviour. The loss is summed over samples: more evidence, a larger move. Classes
-without a sample keep their shipped logits exactly (their columns are not fitted). When the
-model exports no features, the log-probabilities serve as features.
+The household standardisation is a cheap domain adaptation: a room's light and camera move
+and shrink the features, and the household's samples measure how. Each feature is shifted and
+rescaled so that the samples of each taught emotion have the mean and spread that the same
+emotion has on ordinary faces (`Reference`, measured on Training faces when the model was
+exported), and the shipped head reads the result. Then a multinomial logistic regression,
+whose weights start at zero and are held there by an L2 penalty on (dW, db), corrects what
+is left, so a handful of samples moves the model only as far as they justify. The loss is
+summed over samples: more evidence, a larger move.
+
+Both steps apply in full only to faces near one of the household's samples (within `reach`,
+the typical distance between neighbouring samples) and fade out beyond, so the correction
+never extrapolates to faces and light it has not seen: those keep the shipped behaviour.
+Classes without a sample keep their shipped logits exactly (neither step touches their
+columns). When the model exports no features, the log-probabilities serve as features and
+there is no standardisation.
 
 Only features, the shipped probabilities and labels are ever kept: never an image.
 """
@@ -23,7 +31,7 @@ import io
 import json
 import logging
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -32,23 +40,42 @@ from device.atomic import write_atomic
 
 logger = logging.getLogger(__name__)
 
-STRENGTH = 4.0
-"""L2 penalty on the correction. Inputs are scaled to unit mean norm and the loss is summed
-over samples, so the shipped model weighs about as much as a few samples per class: ten
-faces of a class already move it, one stray frame hardly does."""
-REACH_QUANTILE = 0.65
-"""The correction applies in full within this quantile of the distances from each sample to
-its nearest other sample."""
+
+@dataclass(frozen=True)
+class Settings:
+    """How far the correction moves and how far from the samples it reaches."""
+
+    strength: float
+    """L2 penalty on the correction. Inputs are scaled to unit mean norm and the loss is
+    summed over samples, so the shipped model weighs about as much as a few samples per
+    class: ten faces of a class already move it, one stray frame hardly does."""
+    reach_quantile: float
+    """The correction applies in full within this quantile of the distances from each sample
+    to its nearest other sample."""
+    fade: float
+    """Beyond the reach it fades linearly to nothing over this fraction of the reach."""
+
+
+PLAIN = Settings(strength=4.0, reach_quantile=0.65, fade=0.5)
+"""The logistic correction alone (no reference to standardise to)."""
+STANDARDISED = Settings(strength=6.0, reach_quantile=0.65, fade=1.0)
+"""After the standardisation, which has already done much of the moving. Both chosen on
+Training faces: ``python -m training.household --split validation --tune``."""
 REACH_SUBSAMPLE = 500  # samples whose nearest neighbour sets the reach (keeps the fit fast)
-FADE = 0.5
-"""Beyond the reach it fades linearly to nothing over this fraction of the reach."""
 ITERATIONS = 400
 TOLERANCE = 1e-6  # stop once no parameter moves more than this in a step
 MAX_PER_CLASS = 300
 """Samples kept per class in the household store; the oldest go first."""
 MIN_PROBABILITY = 1e-6
+MAX_RESCALE = 2.0
+"""The standardisation rescales a feature by at most this factor either way (a feature that
+never fires on one side would otherwise be multiplied without bound)."""
+STANDARDISE_FROM = 4
+"""The light is judged across emotions: the standardisation needs samples of this many."""
 STORE_FILE = "calibration.npz"
-STORE_VERSION = 2
+STORE_VERSION = 3
+READABLE_VERSIONS = (2, 3)
+"""Version 2 files (no standardisation) keep their samples: they are refitted on load."""
 
 
 def log_probabilities(probabilities: np.ndarray) -> np.ndarray:
@@ -58,6 +85,11 @@ def log_probabilities(probabilities: np.ndarray) -> np.ndarray:
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def _largest_eigenvalue(gram: np.ndarray, steps: int = 50) -> float:
@@ -137,6 +169,84 @@ class Samples:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """The shipped model on ordinary faces: its float head and, per emotion, the mean and
+    variance of its features over class-balanced Training faces (written at export)."""
+
+    weights: np.ndarray  # W [F, C]: shipped logits = features @ W + b
+    bias: np.ndarray  # b [C]
+    class_means: np.ndarray  # [C, F]
+    class_variances: np.ndarray  # [C, F] within each emotion
+
+
+def load_reference(model: Path) -> Reference | None:
+    """The reference of an emotion model: its head file, as its JSON names it (`head.file`),
+    with the feature statistics. None, and no standardisation, for a model without them."""
+    try:
+        meta = json.loads(model.with_suffix(".json").read_text())
+        with np.load(model.parent / meta["head"]["file"], allow_pickle=False) as data:
+            if "class_means" not in data.files:
+                return None
+            reference = Reference(
+                data["W"], data["b"], data["class_means"], data["class_variances"]
+            )
+    except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile) as err:
+        logger.warning("calibration: %s: no usable head file (%s): not standardising", model, err)
+        return None
+    features, classes = reference.weights.shape
+    shapes = (reference.bias.shape, reference.class_means.shape, reference.class_variances.shape)
+    if shapes != ((classes,), (classes, features), (classes, features)):
+        logger.warning("calibration: %s: the head file's shapes disagree: not standardising", model)
+        return None
+    return reference
+
+
+@dataclass(frozen=True)
+class Standardisation:
+    """The household's features moved to where the shipped head expects them: each feature
+    shifted by `target - source` around `source` and rescaled by `ratio`."""
+
+    source: np.ndarray  # [F] the household's mean over its taught emotions
+    target: np.ndarray  # [F] the reference's mean over the same emotions
+    ratio: np.ndarray  # [F] reference spread / household spread, within an emotion
+    weights: np.ndarray  # the reference head, W [F, C]
+    bias: np.ndarray  # b [C]
+    taught: np.ndarray  # [C] 1.0 for emotions with samples; the others are left alone
+
+    def correction(self, features: np.ndarray) -> np.ndarray:
+        """The change in the head's log-probabilities, [..., C]; zero for untaught emotions."""
+        features = np.asarray(features, np.float64)
+        moved = (features - self.source) * self.ratio + self.target
+        change = _log_softmax(moved @ self.weights + self.bias) - _log_softmax(
+            features @ self.weights + self.bias
+        )
+        return change * self.taught
+
+
+def standardisation(samples: Samples, reference: Reference | None) -> Standardisation | None:
+    """How this household's light moves the features, from its samples (None without a
+    reference, or with samples of fewer than `STANDARDISE_FROM` emotions)."""
+    taught = np.unique(samples.labels)
+    if reference is None or len(taught) < STANDARDISE_FROM:
+        return None
+    features = samples.features.astype(np.float64)
+    rows = [features[samples.labels == label] for label in taught]
+    spread = np.mean([row.var(axis=0) for row in rows], axis=0)
+    wanted = reference.class_variances[taught].mean(axis=0)
+    ratio = np.sqrt(wanted / np.maximum(spread, 1e-12))
+    mask = np.zeros(len(reference.bias))
+    mask[taught] = 1.0
+    return Standardisation(
+        np.mean([row.mean(axis=0) for row in rows], axis=0),
+        reference.class_means[taught].mean(axis=0),
+        np.clip(ratio, 1 / MAX_RESCALE, MAX_RESCALE),
+        reference.weights.astype(np.float64),
+        reference.bias.astype(np.float64),
+        mask,
+    )
+
+
+@dataclass(frozen=True)
 class Calibration:
     """The fitted correction; `apply` turns the shipped probabilities into calibrated ones."""
 
@@ -146,6 +256,8 @@ class Calibration:
     bias: np.ndarray  # db [C]
     anchors: np.ndarray  # [n, F] the samples, scaled like the inputs
     reach: float  # distance to the nearest anchor within which the correction applies in full
+    fade: float  # then fading to nothing over this fraction of the reach
+    standard: Standardisation | None = None
 
     def scaled(self, features: np.ndarray) -> np.ndarray:
         return (np.asarray(features, np.float64) - self.mean) / self.scale
@@ -155,9 +267,12 @@ class Calibration:
         distance = nearest_distance(np.atleast_2d(inputs), self.anchors).reshape(
             (*inputs.shape[:-1], 1)
         )
-        fade = max(self.reach * FADE, 1e-9)  # no reach (under two samples): no correction
-        weight = np.clip((self.reach * (1 + FADE) - distance) / fade, 0.0, 1.0)
-        return log_probabilities(probabilities) + weight * (inputs @ self.weights + self.bias)
+        fade = max(self.reach * self.fade, 1e-9)  # no reach (under two samples): no correction
+        weight = np.clip((self.reach * (1 + self.fade) - distance) / fade, 0.0, 1.0)
+        correction = inputs @ self.weights + self.bias
+        if self.standard is not None:
+            correction = correction + self.standard.correction(features)
+        return log_probabilities(probabilities) + weight * correction
 
     def apply(self, features: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for one face ([F], [C]) or many ([n, F], [n, C])."""
@@ -177,13 +292,23 @@ def nearest_distance(
 
 
 def fit(
-    samples: Samples, classes: int, strength: float = STRENGTH, iterations: int = ITERATIONS
+    samples: Samples,
+    classes: int,
+    settings: Settings | None = None,
+    iterations: int = ITERATIONS,
+    reference: Reference | None = None,
 ) -> Calibration:
-    """The correction that best explains `samples`, held towards the shipped model.
+    """The correction that best explains `samples`, held towards the shipped model (after
+    the household standardisation, when a reference is given). `settings` default to
+    `PLAIN`, or `STANDARDISED` after a standardisation.
 
     Convex (cross-entropy plus an L2 penalty): Nesterov's accelerated gradient with the
     step and momentum of its strong convexity converges in a few hundred cheap steps.
     """
+    standard = standardisation(samples, reference)
+    if settings is None:
+        settings = PLAIN if standard is None else STANDARDISED
+    strength = settings.strength
     features = samples.features.astype(np.float64)
     mean = features.mean(axis=0) if len(samples) else np.zeros(features.shape[1])
     centred = features - mean
@@ -191,6 +316,8 @@ def fit(
     scale = scale if scale > 1e-9 else 1.0
     inputs = np.hstack([centred / scale, np.ones((len(samples), 1))])  # bias as a last input
     base = log_probabilities(samples.probabilities.astype(np.float64))
+    if standard is not None:
+        base = base + standard.correction(features)
     targets = np.eye(classes)[samples.labels]
     fitted = np.zeros(classes)
     fitted[np.unique(samples.labels)] = 1.0  # classes without samples keep the shipped logits
@@ -211,17 +338,20 @@ def fit(
             if moved < TOLERANCE:
                 break
     anchors = inputs[:, :-1]
-    return Calibration(mean, scale, params[:-1], params[-1], anchors, reach_of(anchors))
+    reach = reach_of(anchors, settings.reach_quantile)
+    return Calibration(
+        mean, scale, params[:-1], params[-1], anchors, reach, settings.fade, standard
+    )
 
 
-def reach_of(anchors: np.ndarray) -> float:
+def reach_of(anchors: np.ndarray, quantile: float) -> float:
     """How near a face must be to a sample to be corrected in full: a high quantile of the
     samples' distances to their nearest neighbour (0 with fewer than two samples)."""
     if len(anchors) < 2:
         return 0.0
     probe = anchors[:REACH_SUBSAMPLE]
     neighbours = nearest_distance(probe, anchors, exclude_self=True)
-    return float(np.quantile(neighbours[np.isfinite(neighbours)], REACH_QUANTILE))
+    return float(np.quantile(neighbours[np.isfinite(neighbours)], quantile))
 
 
 @dataclass(frozen=True)
@@ -275,7 +405,11 @@ def blocked_folds(samples: Samples, folds: int) -> np.ndarray:
 
 
 def evaluate_cv(
-    samples: Samples, classes: int, folds: int = 5, strength: float = STRENGTH
+    samples: Samples,
+    classes: int,
+    folds: int = 5,
+    settings: Settings | None = None,
+    reference: Reference | None = None,
 ) -> Figures:
     """Before/after figures on `samples`, each judged by a calibration fitted without its
     block (blocked cross-validation)."""
@@ -286,7 +420,9 @@ def evaluate_cv(
         held = assigned == fold
         if not held.any():
             continue
-        calibration = fit(samples.select(np.flatnonzero(~held)), classes, strength)
+        calibration = fit(
+            samples.select(np.flatnonzero(~held)), classes, settings, reference=reference
+        )
         kept = samples.select(np.flatnonzero(held))
         after[held] = calibration.logits(kept.features, kept.probabilities).argmax(axis=1)
     return figures(samples.labels, before, after, classes)
@@ -297,7 +433,7 @@ class Stored:
     """What the household store holds."""
 
     samples: Samples
-    calibration: Calibration
+    calibration: Calibration | None  # None: saved by an older version, to be refitted
     labels: tuple[str, ...]
     model_id: str  # the emotion model the features came from
     saved_at: float  # seconds since the epoch
@@ -319,15 +455,25 @@ class CalibrationStore:
         self.path = Path(state_dir) / STORE_FILE
 
     def save(self, stored: Stored) -> None:
+        calibration = stored.calibration
+        if calibration is None:
+            raise ValueError("nothing fitted to save")
+        standard = calibration.standard
         meta = {
             "version": STORE_VERSION,
             "labels": list(stored.labels),
             "model_id": stored.model_id,
             "saved_at": stored.saved_at,
             "counts": stored.counts(),
-            "scale": stored.calibration.scale,
-            "reach": stored.calibration.reach,
+            "scale": calibration.scale,
+            "reach": calibration.reach,
+            "fade": calibration.fade,
+            "standardised": standard is not None,
         }  # the anchors are the scaled features
+        arrays = {
+            f"standard_{field.name}": getattr(standard, field.name)
+            for field in (fields(Standardisation) if standard is not None else ())
+        }
         buffer = io.BytesIO()
         np.savez_compressed(
             buffer,
@@ -336,32 +482,47 @@ class CalibrationStore:
             probabilities=stored.samples.probabilities,
             labels=stored.samples.labels,
             times=stored.samples.times,
-            mean=stored.calibration.mean,
-            weights=stored.calibration.weights,
-            bias=stored.calibration.bias,
+            mean=calibration.mean,
+            weights=calibration.weights,
+            bias=calibration.bias,
+            **arrays,
         )
         write_atomic(self.path, buffer.getvalue())
 
     def load(self) -> Stored | None:
-        """The stored calibration; None when there is none; StoreError when it is broken."""
+        """The stored calibration; None when there is none; StoreError when it is broken.
+        A file of an older readable version comes back with its samples and no calibration."""
         try:
             with np.load(self.path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
-                if meta.get("version") != STORE_VERSION:
-                    raise StoreError(f"{self.path}: unknown version {meta.get('version')!r}")
+                version = meta.get("version")
+                if version not in READABLE_VERSIONS:
+                    raise StoreError(f"{self.path}: unknown version {version!r}")
                 samples = Samples.of(
                     data["features"], data["probabilities"], data["labels"], data["times"]
                 )
-                scale = float(meta["scale"])
-                anchors = (samples.features.astype(np.float64) - data["mean"]) / scale
-                calibration = Calibration(
-                    data["mean"],
-                    scale,
-                    data["weights"],
-                    data["bias"],
-                    anchors,
-                    float(meta["reach"]),
-                )
+                calibration = None
+                if version == STORE_VERSION:
+                    scale = float(meta["scale"])
+                    anchors = (samples.features.astype(np.float64) - data["mean"]) / scale
+                    standard = None
+                    if meta["standardised"]:
+                        standard = Standardisation(
+                            **{
+                                field.name: data[f"standard_{field.name}"]
+                                for field in fields(Standardisation)
+                            }
+                        )
+                    calibration = Calibration(
+                        data["mean"],
+                        scale,
+                        data["weights"],
+                        data["bias"],
+                        anchors,
+                        float(meta["reach"]),
+                        float(meta["fade"]),
+                        standard,
+                    )
                 return Stored(
                     samples,
                     calibration,

@@ -22,6 +22,7 @@ from typing import Any
 
 import cv2
 
+from device.calibration import load_reference
 from device.camera import Capture, describe_moment, open_source
 from device.config import Config, ConfigError
 from device.controller import Controller
@@ -163,11 +164,13 @@ class Daemon:
             return False
         self.machine = MoodMachine(self.analyser.labels, MoodSettings.from_config(config.mood))
         classifier = self.analyser.classifier
+        model = config.model_path("emotion")
         self.calibration = CalibrationService(
             self.state_dir,
             classifier.labels,
-            model_id(config.model_path("emotion"), classifier.has_features),
+            model_id(model, classifier.has_features),
             self.status,
+            reference=load_reference(model) if classifier.has_features else None,
         )
         self.calibration.register(self.controller)
         self.status.update(model=self.analyser.classifier.describe())

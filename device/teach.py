@@ -23,6 +23,7 @@ import numpy as np
 from device.calibration import (
     Calibration,
     CalibrationStore,
+    Reference,
     Samples,
     Stored,
     StoreError,
@@ -185,7 +186,9 @@ class TeachSession:
 
 class CalibrationService:
     """The household calibration of one loaded model: applied to every frame, taught,
-    corrected, refitted on a background thread and saved in the state directory."""
+    corrected, refitted on a background thread and saved in the state directory.
+    `reference` (the model's head and feature statistics) enables the household
+    standardisation."""
 
     def __init__(
         self,
@@ -195,9 +198,11 @@ class CalibrationService:
         status: StatusBoard,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        reference: Reference | None = None,
     ) -> None:
         self.labels = tuple(labels)
         self.model = model
+        self.reference = reference
         self.store = CalibrationStore(state_dir)
         self.log = FeatureLog()
         self._status = status
@@ -233,7 +238,10 @@ class CalibrationService:
                 "model: teach it again)"
             )
             return
-        if stored is not None:
+        if stored is not None and stored.calibration is None:
+            logger.info("calibration: %s is of an older version; refitting it", self.store.path)
+            self._add(stored.samples)
+        elif stored is not None:
             self._samples, self._calibration = stored.samples, stored.calibration
         self._describe(stored.saved_at if stored else None)
 
@@ -341,7 +349,7 @@ class CalibrationService:
         if not len(samples):
             return {"samples": 0, "counts": dict.fromkeys(self.labels, 0)}
         started = time.perf_counter()
-        result = evaluate_cv(samples, len(self.labels)).as_dict()
+        result = evaluate_cv(samples, len(self.labels), reference=self.reference).as_dict()
         result["counts"] = dict(zip(self.labels, result["counts"], strict=True))
         logger.info(
             "calibration: teach session of %d samples, cross-validated accuracy "
@@ -402,7 +410,7 @@ class CalibrationService:
                     return
             try:
                 started = time.perf_counter()
-                calibration = fit(samples, len(self.labels))
+                calibration = fit(samples, len(self.labels), reference=self.reference)
                 saved_at = self._wall_clock()
                 self.store.save(Stored(samples, calibration, self.labels, self.model, saved_at))
                 with self._lock:

@@ -8,6 +8,7 @@ import json
 import stat
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -18,13 +19,18 @@ import pytest
 from device import EMOTIONS
 from device.calibration import (
     MAX_PER_CLASS,
+    MAX_RESCALE,
+    STANDARDISE_FROM,
     CalibrationStore,
+    Reference,
     Samples,
     Stored,
     StoreError,
     evaluate_cv,
     figures,
     fit,
+    load_reference,
+    log_probabilities,
 )
 from device.classifier import EmotionClassifier, Prediction
 from device.config import Config
@@ -91,14 +97,154 @@ def test_one_stray_sample_hardly_moves_it() -> None:
 
 
 def test_fit_is_fast_enough_for_a_pi() -> None:
-    """A few hundred samples of 128 features: well under a second here (a Pi is 5-10×
-    slower), so a correction takes effect within seconds on the device."""
-    samples = synthetic(50, features=128)  # 350 samples
+    """A few hundred samples of 128 features, standardised and then fitted: well under a
+    second here (a Pi 4 core is 7-8× slower), so a correction takes effect within seconds on
+    the device."""
+    household = lit_household(50, features=128)  # 350 samples
     started = time.perf_counter()
-    fit(samples, CLASSES)
+    calibration = fit(household.samples, CLASSES, reference=household.reference)
     elapsed = time.perf_counter() - started
-    print(f"fit of {len(samples)} samples × 128 features: {elapsed * 1000:.0f} ms")
+    print(f"fit of {len(household.samples)} samples × 128 features: {elapsed * 1000:.0f} ms")
+    assert calibration.standard is not None
     assert elapsed < 0.5
+
+
+# -- the household standardisation -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LitHousehold:
+    """Faces of a synthetic model whose features a household's light moves and shrinks."""
+
+    reference: Reference  # the model on ordinary faces
+    samples: Samples  # taught, through the household's light
+    held: Samples  # other faces of that household
+    ordinary: Samples  # the same faces as `held` in ordinary light
+
+
+def lit_household(count_per_class: int, features: int = 16, seed: int = 0) -> LitHousehold:
+    """A linear head that reads ordinary faces right; in the household every feature is
+    shrunk to 40 % and shifted, so the head (the 'shipped' probabilities) misreads them."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 2, (CLASSES, features))
+    weights = centres.T.copy()
+    bias = -0.5 * (centres**2).sum(axis=1)  # nearest centre, for unit spread
+    reference = Reference(weights, bias, centres, np.ones((CLASSES, features)))
+    shift = rng.normal(0, 3, features)
+
+    def faces(count: int) -> tuple[Samples, Samples]:
+        """(lit, ordinary): the same faces in both lights."""
+        labels = np.repeat(np.arange(CLASSES), count)
+        ordinary = centres[labels] + rng.normal(0, 1, (len(labels), features))
+
+        def seen(features: np.ndarray) -> Samples:
+            logits = features @ weights + bias
+            shipped = np.exp(logits - logits.max(axis=1, keepdims=True))
+            shipped /= shipped.sum(axis=1, keepdims=True)
+            return Samples.of(features, shipped, labels, np.arange(len(labels), dtype=float))
+
+        return seen(0.4 * ordinary + shift), seen(ordinary)
+
+    taught, _ = faces(count_per_class)
+    held, ordinary = faces(30)
+    return LitHousehold(reference, taught, held, ordinary)
+
+
+def accuracy(calibration, samples: Samples) -> float:
+    predicted = calibration.logits(samples.features, samples.probabilities).argmax(axis=1)
+    return float(np.mean(predicted == samples.labels))
+
+
+def test_standardisation_undoes_the_light_of_a_room() -> None:
+    """Ten faces per emotion measure how the light moves the features; moved back, the
+    shipped head reads the household's other faces right. The correction alone, from the
+    same ten faces, gets far fewer right: if the standardisation did nothing, the two would
+    be equal."""
+    household = lit_household(10)
+    held = household.held
+    shipped = float(np.mean(held.probabilities.argmax(axis=1) == held.labels))
+    standardised = fit(household.samples, CLASSES, reference=household.reference)
+    plain = fit(household.samples, CLASSES)
+    assert standardised.standard is not None and plain.standard is None
+    assert shipped < 0.5
+    assert accuracy(standardised, held) > 0.9
+    assert accuracy(standardised, held) > accuracy(plain, held) + 0.1
+
+
+def test_standardisation_leaves_untaught_emotions_and_far_faces_as_shipped() -> None:
+    """Emotions nobody taught keep their shipped logits exactly; a face far from every
+    household sample keeps all of them."""
+    household = lit_household(10)
+    taught = [0, 1, 2, 3, 4]
+    samples = household.samples.select(np.flatnonzero(np.isin(household.samples.labels, taught)))
+    calibration = fit(samples, CLASSES, reference=household.reference)
+    assert calibration.standard is not None
+    held = household.held
+    logits = calibration.logits(held.features, held.probabilities)
+    shipped = log_probabilities(held.probabilities)
+    np.testing.assert_array_equal(logits[:, 5:], shipped[:, 5:])
+    assert not np.allclose(logits[:, taught], shipped[:, taught])
+    far = held.features[:1] + 100.0
+    np.testing.assert_array_equal(calibration.logits(far, held.probabilities[:1]), shipped[:1])
+
+
+def test_standardisation_needs_several_emotions_and_rescales_boundedly() -> None:
+    """A correction of one or two emotions says little about the light: no standardisation
+    under STANDARDISE_FROM emotions. With it, no feature is rescaled beyond MAX_RESCALE
+    (here the light shrinks them 2.5×)."""
+    household = lit_household(10)
+    labels = household.samples.labels
+    few = household.samples.select(np.flatnonzero(labels < STANDARDISE_FROM - 1))
+    assert fit(few, CLASSES, reference=household.reference).standard is None
+    enough = household.samples.select(np.flatnonzero(labels < STANDARDISE_FROM))
+    standard = fit(enough, CLASSES, reference=household.reference).standard
+    assert standard is not None
+    assert standard.ratio.max() == pytest.approx(MAX_RESCALE)
+    assert standard.ratio.min() >= 1 / MAX_RESCALE
+
+
+def test_training_household_measures_the_gain_over_draws() -> None:
+    """`python -m training.household`'s measurement, on the synthetic household: the shipped
+    settings are among those `--tune` compares, they gain more than the plain correction in
+    every draw, and ordinary faces, far from the lit samples, keep the shipped answers."""
+    from device.calibration import STANDARDISED
+    from training.household import gains, tuning_grid
+
+    household = lit_household(10)
+    grid = tuning_grid(household.reference)
+    shipped = {"settings": STANDARDISED, "reference": household.reference}
+    assert shipped in grid.values()
+    lit, ordinary = household.held, household.ordinary
+    measured = {
+        name: gains(
+            (lit.features, lit.probabilities),
+            (ordinary.features, ordinary.probabilities),
+            lit.labels,
+            draws=3,
+            seed=7,
+            settings=settings,
+        )
+        for name, settings in (("shipped", shipped), ("plain", {"reference": None}))
+    }
+    assert measured["shipped"]["gain_min"] > measured["plain"]["gain_max"]
+    assert measured["shipped"]["gain_min"] <= measured["shipped"]["gain_mean"]
+    assert measured["shipped"]["unshifted_change_min"] == 0.0
+
+
+def test_the_shipped_models_reference_is_loaded(tmp_path: Path) -> None:
+    """The shipped head file holds the feature statistics the standardisation needs; a model
+    whose head file lacks them, or has none, gets no standardisation."""
+    model = Config().model_path("emotion")
+    reference = load_reference(model)
+    assert reference is not None
+    assert reference.weights.shape == (128, CLASSES)
+    assert reference.class_means.shape == reference.class_variances.shape == (CLASSES, 128)
+    assert (reference.class_variances >= 0).all() and reference.class_variances.max() > 0
+    other = tmp_path / "other.tflite"
+    other.with_suffix(".json").write_text(json.dumps({"head": {"file": "head.npz"}}))
+    assert load_reference(other) is None  # no head file
+    np.savez(tmp_path / "head.npz", W=reference.weights, b=reference.bias)
+    assert load_reference(other) is None  # no statistics
 
 
 def test_blocked_cross_validation_reports_before_and_after() -> None:
@@ -116,18 +262,77 @@ def stored(samples: Samples, model: str = "m1") -> Stored:
 
 
 def test_store_round_trip_is_private_and_keeps_no_images(tmp_path: Path) -> None:
-    """0600, everything back as saved, and nothing in it shaped like a picture."""
+    """0600, everything back as saved (the standardisation too: the loaded calibration says
+    exactly what the saved one said), and nothing in it shaped like a picture."""
     store = CalibrationStore(tmp_path)
-    original = stored(synthetic(5))
+    household = lit_household(5)
+    original = Stored(
+        household.samples,
+        fit(household.samples, CLASSES, reference=household.reference),
+        EMOTIONS,
+        "m1",
+        1_700_000_000.0,
+    )
     store.save(original)
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
     loaded = store.load()
-    assert loaded is not None
+    assert loaded is not None and loaded.calibration is not None
+    assert original.calibration is not None and original.calibration.standard is not None
     np.testing.assert_array_equal(loaded.samples.features, original.samples.features)
-    np.testing.assert_array_equal(loaded.calibration.weights, original.calibration.weights)
+    held = household.held
+    np.testing.assert_array_equal(
+        loaded.calibration.logits(held.features, held.probabilities),
+        original.calibration.logits(held.features, held.probabilities),
+    )
     assert loaded.counts() == dict.fromkeys(EMOTIONS, 5)
     assert (loaded.model_id, loaded.saved_at) == ("m1", 1_700_000_000.0)
     assert_no_images(store.path)
+
+
+def write_version_2(store: CalibrationStore, samples: Samples, model: str) -> None:
+    """A calibration file as version 2 wrote it: samples and a plain correction."""
+    calibration = fit(samples, CLASSES)
+    meta = {"version": 2, "labels": list(EMOTIONS), "model_id": model, "saved_at": 1.0}
+    meta |= {"scale": calibration.scale, "reach": calibration.reach}
+    np.savez(
+        store.path,
+        meta=np.array(json.dumps(meta)),
+        features=samples.features,
+        probabilities=samples.probabilities,
+        labels=samples.labels,
+        times=samples.times,
+        mean=calibration.mean,
+        weights=calibration.weights,
+        bias=calibration.bias,
+    )
+
+
+def test_an_older_calibration_file_is_refitted_from_its_samples(tmp_path: Path) -> None:
+    """A version-2 file keeps its samples: they are refitted with the standardisation and
+    saved as the current version, and the status says calibrated. An unknown version is
+    an error, not a guess."""
+    household = lit_household(10)
+    store = CalibrationStore(tmp_path)
+    write_version_2(store, household.samples, "m1")
+    old = store.load()
+    assert old is not None and old.calibration is None and len(old.samples) == 70
+    status = StatusBoard()
+    service = CalibrationService(tmp_path, EMOTIONS, "m1", status, reference=household.reference)
+    assert service.wait_idle(10)
+    assert status.get("calibration").startswith("calibrated: 70 samples of 7")
+    refitted = store.load()
+    assert refitted is not None and refitted.calibration is not None
+    assert refitted.calibration.standard is not None
+    held = household.held
+    after = service.observe_frame(0.0, [Prediction(held.probabilities[0], held.features[0])])
+    np.testing.assert_allclose(
+        after[0], refitted.calibration.apply(held.features[0], held.probabilities[0])
+    )
+    with np.load(store.path) as data:
+        meta = json.loads(str(data["meta"]))
+    np.savez(store.path, meta=np.array(json.dumps({**meta, "version": 99})))
+    with pytest.raises(StoreError, match="unknown version 99"):
+        store.load()
 
 
 def test_the_oldest_samples_of_a_class_go_first() -> None:
@@ -304,12 +509,16 @@ def household_faces(fer2013: Path) -> dict[str, Samples]:
 
 
 def test_calibration_adapts_to_a_simulated_household(fer2013: Path) -> None:
-    """10 faces per emotion through the household's camera: accuracy on other faces of that
+    """10 faces per emotion through the household's camera, calibrated as the device does
+    (standardised to the shipped model's reference): accuracy on other faces of that
     household rises by at least 5 points, and on the unshifted faces falls by at most 1."""
     faces = household_faces(fer2013)
     shifted, clean = faces["shifted"], faces["clean"]
     taught = shifted.times < HOUSEHOLD_PER_EMOTION
-    calibration = fit(shifted.select(np.flatnonzero(taught)), CLASSES)
+    reference = load_reference(Config().model_path("emotion"))
+    assert reference is not None
+    calibration = fit(shifted.select(np.flatnonzero(taught)), CLASSES, reference=reference)
+    assert calibration.standard is not None
     report = {}
     for domain, samples in (("household", shifted), ("unshifted", clean)):
         held = samples.select(np.flatnonzero(~taught))

@@ -191,6 +191,12 @@ def test_short_training_exports_a_model_the_device_runtime_loads(
     scores, features = model(np.full((48, 48), 128, np.uint8))
     assert scores.shape == (7,) and features.shape == (meta["feature_size"],)
     assert scores.sum() == pytest.approx(1.0, abs=0.05)
+    # The head file holds what the household calibration standardises to.
+    from device.calibration import load_reference
+
+    reference = load_reference(stem.with_suffix(".tflite"))
+    assert reference is not None
+    assert reference.class_means.shape == (len(EMOTIONS), meta["feature_size"])
 
     # The JSON's normalisation is the one training used: int8 with it matches the float model.
     import keras

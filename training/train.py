@@ -451,12 +451,11 @@ def export_and_evaluate(
     """Export ``best`` to ``args.out`` with the JSON that says how it was made (``state``, and
     ``lineage``: the earlier runs it comes from), then add the test-split figures to it."""
     from training import EMOTIONS
-    from training.export import export, representative_images, write_json
+    from training.export import export, representative_rows, write_json
 
     recipe = state["recipe"]
-    representative = representative_images(
-        images[fit_idx], labels[fit_idx], args.representative, recipe["seed"]
-    )
+    chosen = fit_idx[representative_rows(labels[fit_idx], args.representative, recipe["seed"])]
+    representative = images[chosen]
     counts = np.bincount(labels, minlength=len(EMOTIONS))
     validation = f"{recipe['val_fraction']:.0%} of Training, stratified, seed {recipe['seed']}"
     seconds_by_run = {str(Path(run["checkpoint"]).parent): run["seconds"] for run in lineage}
@@ -485,7 +484,9 @@ def export_and_evaluate(
             "checkpoints": state["teachers"],
             "val_accuracy": round(state["teacher_val_accuracy"], 4),
         }
-    document = export(best, representative, args.out, {"recipe": recipe, "training": training})
+    document = export(
+        best, representative, labels[chosen], args.out, {"recipe": recipe, "training": training}
+    )
     if args.no_evaluate:
         return
 
