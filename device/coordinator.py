@@ -199,9 +199,9 @@ class Coordinator:
 
     def _why_off(self, config: Config) -> str:
         if not config.device.coordinate:
-            return "turned off ([device] coordinate)"
+            return "turned off on this device ([device] coordinate)"
         if not config.mqtt.enabled:
-            return "it needs the MQTT broker, which is not set up"
+            return "other rooms are found through the MQTT broker, which is not set up"
         return "no Spotify account linked"
 
     def _timeout(self) -> float:

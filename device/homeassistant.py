@@ -355,7 +355,7 @@ STATES: tuple[StateTopic, ...] = (
         lambda s: json.dumps({"source": s["camera_source"], "detail": s["camera_detail"]}),
     ),
     _state("spotify_state", "spotify_state", lambda s: _text(s["spotify_state"])),
-    _state("coordination", "coordination", lambda s: s["coordination"][:255]),
+    _state("coordination", "coordination", lambda s: _text(s["coordination"][:255])),
     _state(
         "coordination/attributes",
         "coordination_info",

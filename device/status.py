@@ -45,7 +45,7 @@ INITIAL: dict[str, Any] = {
     "now_playing": {},  # {"context_uri", "name", "device"}
     "spotify_state": "not linked",
     "spotify_account": "",  # the linked account's key on the broker (device.coordination)
-    "coordination": "off: starting",  # sharing the account with other Mood Melodies, in words
+    "coordination": "",  # sharing the account with other Mood Melodies, in words
     "coordination_info": {},  # the same for Home Assistant: role, driver, speaker, others
     "mqtt_state": "disabled",
     "warnings": [],

@@ -488,7 +488,7 @@ def test_disabling_mqtt_also_leaves_the_account(
     wait_until(lambda: rig.status.get("mqtt_state") == "disabled", "disabled")
     assert retained(mosquitto.port, rig.announcement) == {}
     assert rig.coordinator.decide().describe() == (
-        "off: it needs the MQTT broker, which is not set up"
+        "off: other rooms are found through the MQTT broker, which is not set up"
     )
 
 

@@ -88,6 +88,7 @@ def test_whole_setup_in_a_phone_sized_browser(
     assert saved["player"]["kind"] == "spotify"
     assert saved["spotify"]["device_name"] == choices.speaker == "Kitchen"
     assert saved["playlists"]["happy"] == choices.happy_playlist
+    assert saved["device"]["name"] == "Living Room"
     assert (saved["mqtt"]["enabled"], saved["mqtt"]["host"], saved["mqtt"]["port"]) == (
         True,
         "127.0.0.1",

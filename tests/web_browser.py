@@ -203,6 +203,7 @@ class SetupWalk:
 
     def set_up_mqtt(self, broker: Broker) -> None:
         self.open("/mqtt")
+        self.type("#device\\.name", "Living Room")
         self.find("#mqtt\\.enabled").click()
         self.type("#mqtt\\.host", "127.0.0.1")
         self.type("#mqtt\\.port", str(broker.port))

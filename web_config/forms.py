@@ -28,6 +28,14 @@ class Field:
 
 
 PAGE_HELP = {
+    "device.name": "Where this Mood Melody stands, e.g. Living Room. Home Assistant names the "
+    "device after it, and the other rooms' Mood Melodies show it.",
+    "device.priority": "With people in several rooms on one Spotify account, the room with the "
+    "higher number gets the music. Equal numbers: the room that has the music keeps it while "
+    "someone is there.",
+    "device.coordinate": "With several Mood Melodies on one Spotify account and this broker, "
+    "only one plays at a time and the others follow moods without touching the music. Off: "
+    "this one plays on its own (it still never takes music playing on another speaker).",
     "player.autoplay": "When off, Mood Melody still watches and shows the mood, but leaves the "
     "music alone.",
     "player.kind": "“dry-run” plays nothing: it only shows what it would play (handy to try "
