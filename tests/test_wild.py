@@ -43,3 +43,20 @@ def test_photos_without_a_face_count_as_wrong_over_all_photos(
     correct = predicted[0] == EMOTIONS.index("happy")
     assert result["all_photos"]["accuracy"] == (0.5 if correct else 0.0)
     assert result["all_photos"]["per_class_recall"]["sad"] == 0.0
+
+
+def test_device_crops_are_what_the_analyser_scores(fer2013: Path, tmp_path: Path) -> None:
+    """Teachers are scored on these crops as the device's own model is: the crop of a photo
+    must give the model exactly the scores Analyser.analyse gives for that photo."""
+    from training.wild import analyser_for, device_crops
+
+    (tmp_path / "img").mkdir()
+    face = cv2.resize(read_gray(face_files(fer2013, "surprise", 1)[0]), (280, 280))
+    cv2.imwrite(str(tmp_path / "img" / "face.png"), face)
+    (tmp_path / "labels.csv").write_text("image,emotion\nface.png,surprise\n")
+
+    crops, labels, found = device_crops(tmp_path, MODEL)
+    assert found.tolist() == [True] and labels.tolist() == [EMOTIONS.index("surprise")]
+    analyser = analyser_for(MODEL)
+    expected = analyser.analyse(centred(face), all_faces=False)[0].prediction.probabilities
+    np.testing.assert_array_equal(analyser.classifier.predict(crops[0]).probabilities, expected)

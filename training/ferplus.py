@@ -63,10 +63,11 @@ def read_votes(csv_path: Path | str) -> dict[str, np.ndarray]:
 
 def votes_for(names: tuple[str, ...], split: str, votes: dict[str, np.ndarray]) -> np.ndarray:
     """Votes ``[N, 10]`` for a split's faces (``names`` as in :class:`training.data.Split`,
-    relative to the split folder ``split``); all zeros for a face without votes."""
+    relative to the split folder ``split``, or to the Kaggle root where ``split`` is empty);
+    all zeros for a face without votes."""
     out = np.zeros((len(names), len(COLUMNS)), np.float32)
     for i, name in enumerate(names):
-        row = votes.get(f"{split}/{name}")
+        row = votes.get(f"{split}/{name}" if split else name)
         if row is not None:
             out[i] = row
     return out

@@ -67,7 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         nargs="+",
         default=[],
-        help="distil from these checkpoints (with --distill): their mean scores, face and mirror",
+        help="distil from these (with --distill): checkpoints (their scores on face and mirror) "
+        "or teacher files (.npz of training.teachers); the mean of their scores",
     )
     for key, value in RECIPE_DEFAULTS.items():
         flag = "--" + key.replace("_", "-")
@@ -91,12 +92,23 @@ def same_recipe(recorded: dict[str, Any], recipe: dict[str, Any]) -> bool:
     return {**RECIPE_DEFAULTS, **recorded} == recipe
 
 
-def teacher_scores(checkpoints: list[Path], images: np.ndarray) -> np.ndarray:
-    """The teachers' mean scores over each face and its mirror image (what distillation learns)."""
+def teacher_scores(
+    teachers: list[Path], images: np.ndarray, names: tuple[str, ...] = ()
+) -> np.ndarray:
+    """The teachers' mean scores (what distillation learns): a checkpoint's mean over each face
+    and its mirror image, a teacher file's (``.npz``, :mod:`training.teachers`) as recorded for
+    each Training face of ``names`` (relative to the split folder, as in ``Split.names``)."""
+    from training import teachers as teacher_files
     from training.evaluate import float_predict
 
     mirrored = images[:, :, ::-1]
-    return np.mean([float_predict(c, x) for c in checkpoints for x in (images, mirrored)], axis=0)
+    scores = []
+    for teacher in teachers:
+        if Path(teacher).suffix == ".npz":
+            scores.append(teacher_files.load(teacher, [f"train/{name}" for name in names]))
+        else:
+            scores.append(np.mean([float_predict(teacher, x) for x in (images, mirrored)], axis=0))
+    return np.mean(scores, axis=0)
 
 
 def training_targets(
@@ -122,10 +134,12 @@ def fit_targets(
     fit_idx: np.ndarray,
     val_idx: np.ndarray,
     base: np.ndarray | None = None,
+    names: tuple[str, ...] = (),
 ) -> tuple[np.ndarray, np.ndarray, float | None]:
     """The faces trained on: their targets (``base`` or one-hot labels, distilled from
     ``teachers`` if any) and sample weights (class weights of the targets' top class), and the
-    teachers' accuracy on the validation split (or None)."""
+    teachers' accuracy on the validation split (or None). ``names``: the faces' names, which
+    teacher files are read by."""
     from training import EMOTIONS
     from training.data import class_weights
 
@@ -135,7 +149,7 @@ def fit_targets(
     weights = class_weights(top, len(EMOTIONS))
     teacher, accuracy = None, None
     if teachers:
-        teacher = teacher_scores(teachers, images)
+        teacher = teacher_scores(teachers, images, names)
         accuracy = float(np.mean(teacher[val_idx].argmax(axis=1) == labels[val_idx]))
         log.info("teachers: validation %.4f", accuracy)
         teacher = teacher[fit_idx]
@@ -151,15 +165,10 @@ def base_targets(
     if fer2013_weight >= 1.0:
         return None
     from training import ferplus
-    from training.data import load_split, stratified_split
 
-    train = load_split(data, "train", cache_dir)
+    train = training_faces(data, cache_dir, limit, seed)
     votes = ferplus.votes_for(train.names, "train", ferplus.read_votes(ferplus.find_csv(data)))
-    labels = train.labels
-    if limit:
-        keep, _ = stratified_split(labels, 1 - limit / len(labels), seed)
-        votes, labels = votes[keep], labels[keep]
-    return ferplus.mixed_targets(labels, votes, fer2013_weight)
+    return ferplus.mixed_targets(train.labels, votes, fer2013_weight)
 
 
 def configure_tf(threads: int, seed: int) -> None:
@@ -232,20 +241,27 @@ def save_checkpoint(model, path: Path) -> None:
     tmp.replace(path)
 
 
+def training_faces(data: Path, cache_dir: Path | None, limit: int, seed: int):
+    """The Training split (only ``limit`` of its faces, class-balanced, when non-zero)."""
+    from training.data import Split, load_split, stratified_split
+
+    train = load_split(data, "train", cache_dir)
+    if not limit:
+        return train
+    keep, _ = stratified_split(train.labels, 1 - limit / len(train.labels), seed)
+    return Split(train.images[keep], train.labels[keep], tuple(train.names[i] for i in keep))
+
+
 def training_split(
     data: Path, cache_dir: Path | None, limit: int, val_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Training's images and labels (only ``limit`` of them, class-balanced, when non-zero)
-    and the indices of the faces trained on and of the validation split held out of them."""
-    from training.data import load_split, stratified_split
+    """Training's images and labels (see :func:`training_faces`) and the indices of the faces
+    trained on and of the validation split held out of them."""
+    from training.data import stratified_split
 
-    train = load_split(data, "train", cache_dir)
-    images, labels = train.images, train.labels
-    if limit:
-        keep, _ = stratified_split(labels, 1 - limit / len(labels), seed)
-        images, labels = images[keep], labels[keep]
-    fit_idx, val_idx = stratified_split(labels, val_fraction, seed)
-    return images, labels, fit_idx, val_idx
+    train = training_faces(data, cache_dir, limit, seed)
+    fit_idx, val_idx = stratified_split(train.labels, val_fraction, seed)
+    return train.images, train.labels, fit_idx, val_idx
 
 
 def write_state(run_dir: Path, state: dict[str, Any]) -> None:
@@ -385,8 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     training_left = state["epoch"] < recipe["epochs"] and not args.export_only
     # Teachers take minutes of inference: they score the faces only when epochs are left.
     base = base_targets(args.data, args.cache_dir, args.limit, args.seed, args.fer2013_weight)
+    names = training_faces(args.data, args.cache_dir, args.limit, args.seed).names
     targets, sample_weights, teacher_accuracy = fit_targets(
-        args.teacher if training_left else [], recipe, images, labels, fit_idx, val_idx, base
+        args.teacher if training_left else [], recipe, images, labels, fit_idx, val_idx, base, names
     )
     if teacher_accuracy is not None:
         state["teacher_val_accuracy"] = teacher_accuracy

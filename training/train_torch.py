@@ -35,6 +35,7 @@ from training.train import (
     machine,
     parse_args,
     save_checkpoint,
+    training_faces,
     training_split,
     write_state,
 )
@@ -149,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         args.data, args.cache_dir, args.limit, args.val_fraction, args.seed
     )
     base = base_targets(args.data, args.cache_dir, args.limit, args.seed, args.fer2013_weight)
+    names = training_faces(args.data, args.cache_dir, args.limit, args.seed).names
     targets, sample_weights, teacher_accuracy = fit_targets(
-        args.teacher, recipe, images, labels, fit_idx, val_idx, base
+        args.teacher, recipe, images, labels, fit_idx, val_idx, base, names
     )
     batches, steps = train_batches(
         images[fit_idx],

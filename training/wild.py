@@ -30,6 +30,7 @@ from training.evaluate import metrics
 log = logging.getLogger(__name__)
 
 FRAME = (640, 480)  # width, height, the camera's default
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "emotion_int8.tflite"
 
 
 def centred(image: np.ndarray, size: tuple[int, int] = FRAME) -> np.ndarray:
@@ -73,26 +74,47 @@ def analyser_for(model: Path):
     return Analyser.from_config(config)
 
 
+def device_crops(data: Path, model: Path = SHIPPED) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each photo's largest face as the device crops it for the emotion model (uint8, its
+    input size; zeros where no face was found), the photos' labels and whether a face was found.
+    ``model`` sets only the crop's size, and is the one given to :func:`evaluate_wild`."""
+    from device.detector import crop_face
+
+    analyser = analyser_for(model)
+    size = analyser.classifier.input_size
+    rows = read_labels(data)
+    crops = np.zeros((len(rows), size[1], size[0]), np.uint8)
+    found = np.zeros(len(rows), bool)
+    for i, (path, _) in enumerate(rows):
+        rgb = centred(cv2.imread(str(path)))
+        faces = analyser.tracker.scan(rgb)[:1]  # what Analyser.analyse(all_faces=False) scores
+        if faces:
+            crops[i], found[i] = crop_face(rgb, faces[0], size, analyser.margin), True
+    return crops, np.array([label for _, label in rows], np.int64), found
+
+
 def evaluate_wild(model: Path, data: Path) -> tuple[dict[str, Any], np.ndarray]:
     """The figures, and the predicted label of each photo (-1 where no face was found)."""
-    analyser = analyser_for(model)
-    rows = read_labels(data)
-    predicted = np.full(len(rows), -1, np.int64)
-    for i, (path, _) in enumerate(rows):
-        results = analyser.analyse(centred(cv2.imread(str(path))), all_faces=False)
-        if results:
-            predicted[i] = int(results[0].prediction.probabilities.argmax())
-    labels = np.array([label for _, label in rows])
+    crops, labels, found = device_crops(data, model)
+    classifier = analyser_for(model).classifier
+    predicted = np.full(len(labels), -1, np.int64)
+    for i in np.flatnonzero(found):
+        predicted[i] = int(classifier.predict(crops[i]).probabilities.argmax())
+    return figures_of(data, labels, predicted), predicted
+
+
+def figures_of(data: Path, labels: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
+    """The figures of predicted labels (-1: no face found) against the photos' ``labels``."""
     found = predicted >= 0
     all_recall = [
         (predicted[labels == k] == k).mean() if (labels == k).any() else 0.0
         for k in range(len(EMOTIONS))
     ]
-    result: dict[str, Any] = {
+    return {
         "data": f"{data.resolve().parent.name}/{data.resolve().name}",
         "method": "each photo centred in a mid-grey 640×480 frame, through "
         "device.pipeline.Analyser (default config); the largest face scored",
-        "photos": len(rows),
+        "photos": len(labels),
         "faces_found": int(found.sum()),
         "found_fraction": round(float(found.mean()), 4),
         "found": metrics(labels[found], predicted[found]),
@@ -104,7 +126,6 @@ def evaluate_wild(model: Path, data: Path) -> tuple[dict[str, Any], np.ndarray]:
             },
         },
     }
-    return result, predicted
 
 
 def main(argv: list[str] | None = None) -> int:
