@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from device.config import Config
 from device.coordination import (
@@ -169,7 +170,7 @@ class Coordinator:
         if not self._active():
             self._claim_since = None
             return Decision(OFF, detail=self._why_off(config))
-        me = Member(self._announcement(now), now)
+        me = Member(self._announcement(now, snapshot, config), now)
         lost_for = now - self._lost_since
         if not self._connected and lost_for >= self._timeout():
             decision = replace(
@@ -207,9 +208,11 @@ class Coordinator:
     def _timeout(self) -> float:
         return self._config().device.peer_timeout_s
 
-    def _announcement(self, now: float) -> Announcement:
-        snapshot = self._status.snapshot()
-        config = self._config()
+    def _announcement(
+        self, now: float, snapshot: dict[str, Any] | None = None, config: Config | None = None
+    ) -> Announcement:
+        snapshot = snapshot or self._status.snapshot()
+        config = config or self._config()
         playing = snapshot["now_playing"] or {}
         return Announcement(
             device_id=self.device_id,

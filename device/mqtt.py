@@ -195,7 +195,6 @@ class MqttBridge:
         self._status.update(mqtt_state="connected")
         self._post(functools.partial(self._announce, client))
         if self._coordinator is not None:
-            self._coordinator.connected()
             self._post(functools.partial(self._rejoin, client))
 
     def _on_disconnect(
@@ -211,7 +210,7 @@ class MqttBridge:
         self._session_up = False
         self._online.clear()
         if self._coordinator is not None:
-            self._coordinator.disconnected()
+            self._post(self._coordinator.disconnected)
         why = "connection lost" if reason.is_failure else str(reason)
         logger.warning(
             "MQTT: disconnected from %s:%s (%s); reconnecting",
@@ -233,8 +232,7 @@ class MqttBridge:
         if client is not self._client:
             return
         if self._coordinator is not None and message.topic.startswith(COORDINATION_ROOT + "/"):
-            self._coordinator.heard(message.topic, message.payload)
-            self._post(self._coordinate)
+            self._post(functools.partial(self._heard, message.topic, message.payload))
             return
         if message.topic == self._layout.birth:
             if message.payload == ONLINE.encode():
@@ -292,9 +290,16 @@ class MqttBridge:
         if wanted is not None and (payload := self._coordinator.outgoing()) is not None:
             client.publish(wanted[1], payload, QOS, retain=True)
 
+    def _heard(self, topic: str, payload: bytes) -> None:
+        assert self._coordinator is not None
+        self._coordinator.heard(topic, payload)
+        self._coordinate()
+
     def _rejoin(self, client: mqtt.Client) -> None:
         """After a (re)connect: the broker forgot our subscriptions, maybe our announcement."""
+        assert self._coordinator is not None
         if client is self._client:
+            self._coordinator.connected()
             self._coordination = None
             self._coordinate()
 

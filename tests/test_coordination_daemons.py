@@ -9,7 +9,6 @@ restart in the middle."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import paho.mqtt.client as mqtt
 import pytest
 
 from device.config import save_config
@@ -27,6 +25,7 @@ from tests.conftest import Broker
 from tests.daemon_process import DaemonProcess, confident_faces
 from tests.fake_spotify import Device, FakeSpotify, config_for, link
 from tests.frames import background, face_frame, read_gray
+from tests.mqtt_recorder import Recorder
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -44,47 +43,6 @@ WAIT_S = 45.0  # for what takes a few seconds on an idle machine: three daemons 
 
 def until(predicate: Callable[[], Any], what: str) -> Any:
     return wait_until(predicate, what, timeout=WAIT_S)
-
-
-class Recorder:
-    """Home Assistant's view of the broker: every message, with the time it arrived."""
-
-    def __init__(self, broker: Broker) -> None:
-        self.messages: list[tuple[float, str, str]] = []
-        self._lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="recorder")
-        self.client.on_message = self._on_message
-        self.client.on_connect = lambda c, *_: c.subscribe("#")
-        self.client.reconnect_delay_set(0.2, 1)
-        self.client.connect("127.0.0.1", broker.port)
-        self.client.loop_start()
-
-    def _on_message(self, _client: Any, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            self.messages.append((time.monotonic(), message.topic, message.payload.decode()))
-
-    def latest(self, topic: str) -> str | None:
-        with self._lock:
-            return next((p for _, t, p in reversed(self.messages) if t == topic), None)
-
-    def first(self, topic: str, payload: Callable[[str], bool], after: float) -> float | None:
-        """When `topic` first carried a payload that `payload` accepts, after `after`."""
-        with self._lock:
-            found = (at for at, t, p in self.messages if t == topic and at > after and payload(p))
-            return next(found, None)
-
-    def account(self, room: Room) -> str:
-        """The topic of `room`'s announcement (the account key is a digest: read it here)."""
-        with self._lock:
-            return next(
-                t
-                for _, t, _ in self.messages
-                if t.startswith("moodmelody/accounts/") and t.endswith("/" + room.device_id)
-            )
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 @dataclass
@@ -184,6 +142,14 @@ def playback_calls(fake: FakeSpotify) -> list[tuple[str, str | None, str]]:
     return calls
 
 
+def announcement(recorder: Recorder, room: Room) -> str:
+    """The topic of `room`'s announcement (the account key is a digest: read it here)."""
+    (topic,) = recorder.topics(
+        lambda t: t.startswith("moodmelody/accounts/") and t.endswith("/" + room.device_id)
+    )
+    return topic
+
+
 def coordination(recorder: Recorder, room: Room) -> str:
     return recorder.latest(room.topic("coordination")) or ""
 
@@ -235,7 +201,7 @@ def test_two_rooms_share_the_account_without_a_fight(
             "the music moving to the kitchen",
         )
         empty_at = recorder.first(living.topic("presence"), lambda p: p == "OFF", after=left)
-        claimed_at = recorder.first(recorder.account(kitchen), _claims, after=left)
+        claimed_at = recorder.first(announcement(recorder, kitchen), _claims, after=left)
         assert empty_at and claimed_at and 0 <= claimed_at - empty_at < 2.0, (empty_at, claimed_at)
         moved_at = fake_spotify.calls("PUT", "/v1/me/player/play")[-1].time
         assert moved_at - claimed_at >= 0.9, "it plays once its claim has settled"
@@ -252,7 +218,7 @@ def test_two_rooms_share_the_account_without_a_fight(
         mosquitto.restart()
         until(
             lambda: all(
-                recorder.first(recorder.account(room), bool, after=before)
+                recorder.first(announcement(recorder, room), bool, after=before)
                 for room in (living, kitchen)
             ),
             "both announced again",
@@ -323,14 +289,14 @@ def test_three_rooms_priority_the_hold_and_a_driver_that_stops(
             "the kitchen taking over from the empty bedroom",
         )
         claims = [
-            recorder.first(recorder.account(room), _claims, after=0.0)
+            recorder.first(announcement(recorder, room), _claims, after=0.0)
             for room in (bedroom, kitchen)
         ]
         assert claims[0] and claims[1] and claims[1] - claims[0] >= MOOD["min_switch_interval_s"]
 
         stopped = time.monotonic()
         assert kitchen.daemon.terminate()[0] == 0
-        assert recorder.first(recorder.account(kitchen), lambda p: p == "", after=stopped)
+        assert recorder.first(announcement(recorder, kitchen), lambda p: p == "", after=stopped)
         until(
             lambda: fake_spotify.playback.device_id == living.speaker.id,
             "the living room taking over",

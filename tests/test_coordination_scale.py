@@ -7,7 +7,6 @@ time, and keep the broker's coordination traffic to a bounded rate. The figures 
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -15,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from device.config import Config, apply_changes
@@ -25,6 +23,7 @@ from device.coordinator import HEARTBEATS_PER_TIMEOUT, Coordinator
 from device.mqtt import MqttBridge
 from device.status import StatusBoard
 from tests.conftest import Broker
+from tests.mqtt_recorder import Recorder
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -46,31 +45,6 @@ class Device:
     def role(self) -> tuple[str, Any]:
         info = self.status.get("coordination_info")
         return info.get("role", ""), info.get("driver_id")
-
-
-class Traffic:
-    """Counts the messages on the coordination topics, as the broker delivers them."""
-
-    def __init__(self, broker: Broker) -> None:
-        self.times: list[float] = []
-        self._lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="counter")
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", broker.port)
-        self.client.subscribe(f"{ROOT}/#")
-        self.client.loop_start()
-
-    def _on_message(self, _client: Any, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            self.times.append(time.monotonic())
-
-    def rate(self, start: float, end: float) -> float:
-        with self._lock:
-            return sum(start <= t < end for t in self.times) / (end - start)
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 @pytest.fixture(params=[10, 1], ids=["10 accounts", "1 account"])
@@ -129,7 +103,7 @@ def one_driver_each(devices: list[Device]) -> bool:
 def test_fifty_devices_reach_one_driver_per_account_and_keep_the_traffic_low(
     fleet: list[Device], mosquitto: Broker, accounts: int
 ) -> None:
-    counter = Traffic(mosquitto)
+    traffic = Recorder(mosquitto, f"{ROOT}/#")
     try:
         wait_until(
             lambda: all(d.status.get("mqtt_state") == "connected" for d in fleet),
@@ -139,7 +113,7 @@ def test_fifty_devices_reach_one_driver_per_account_and_keep_the_traffic_low(
         time.sleep(2 * PEER_TIMEOUT_S / HEARTBEATS_PER_TIMEOUT)  # everyone has heard everyone
         idle_from = time.monotonic()
         time.sleep(6.0)
-        idle_rate = counter.rate(idle_from, time.monotonic())
+        idle_rate = traffic.rate(idle_from, time.monotonic())
 
         # Two people appear in every home at the same moment: a contest in each account.
         appeared = time.monotonic()
@@ -149,7 +123,7 @@ def test_fifty_devices_reach_one_driver_per_account_and_keep_the_traffic_low(
                 fleet[a * per_account + d].status.update(present=True)
         wait_until(lambda: one_driver_each(fleet), "one driver per account", timeout=30)
         converged = time.monotonic() - appeared
-        burst_rate = counter.rate(appeared, appeared + converged + 1.0)
+        burst_rate = traffic.rate(appeared, appeared + converged + 1.0)
 
         # Every driver's room empties: the other occupied room of each home takes over.
         drivers = {d.account: d.role()[1] for d in fleet}
@@ -182,4 +156,4 @@ def test_fifty_devices_reach_one_driver_per_account_and_keep_the_traffic_low(
         kinds = Counter(d.role()[0] for d in fleet)
         assert kinds == {"driving": accounts, "standing by": len(fleet) - accounts}
     finally:
-        counter.close()
+        traffic.close()

@@ -3,16 +3,15 @@ stand-in, and a real mosquitto broker, with the configured debounce timings."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from device.config import save_config
 from tests.conftest import Broker
 from tests.daemon_process import DaemonProcess, build_clip
 from tests.fake_spotify import FakeSpotify, config_for, link
+from tests.mqtt_recorder import Recorder
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -26,33 +25,6 @@ MOOD_TIMINGS = {
     "min_switch_interval_s": 4.0,
     "absent_after_s": 2.0,
 }
-
-
-class Recorder:
-    """A Home Assistant stand-in: every message under the device's base topic, in order."""
-
-    def __init__(self, broker: Broker, base: str) -> None:
-        self.messages: list[tuple[str, str]] = []
-        self._lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="recorder")
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", broker.port)
-        self.client.subscribe(f"{base}/#")
-        self.client.loop_start()
-
-    def _on_message(self, _client, _userdata, message) -> None:
-        with self._lock:
-            self.messages.append((message.topic, message.payload.decode()))
-
-    def values(self, topic: str) -> list[str]:
-        """The distinct successive values published on `topic`."""
-        with self._lock:
-            values = [payload for t, payload in self.messages if t == topic]
-        return [v for i, v in enumerate(values) if i == 0 or values[i - 1] != v]
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 def test_moods_play_on_the_speaker_and_reach_home_assistant(
@@ -82,7 +54,7 @@ def test_moods_play_on_the_speaker_and_reach_home_assistant(
     link(fake_spotify, config)
     config_path = tmp_path / "config.toml"
     save_config(config, config_path)
-    recorder = Recorder(mosquitto, "mm/test")
+    recorder = Recorder(mosquitto, "mm/test/#")
     daemon = DaemonProcess.start(config_path)
     try:
         daemon.wait_for("ended", timeout=60)
