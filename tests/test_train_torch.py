@@ -68,6 +68,31 @@ def test_host_augmentation_draws_what_the_tensorflow_pipeline_draws() -> None:
     assert np.abs(ours.mean(axis=0) - faces[0]).mean() > 10
 
 
+def test_sensor_noise_goes_on_half_the_faces_in_both_pipelines() -> None:
+    """`noise` (a recipe key) grains about half the faces, alike in TensorFlow's and the host's
+    augmentation; without it a flat face stays flat except where an erased patch ends."""
+    tf = pytest.importorskip("tensorflow")
+    from training import pipeline
+
+    faces = np.full((2000, 48, 48), 128, np.uint8)
+
+    def grained(x: np.ndarray) -> np.ndarray:
+        """Per face, whether its centre changes from pixel to pixel by over a grey level."""
+        return np.abs(np.diff(x[:, 18:30, 18:30], axis=2)).mean(axis=(1, 2)) > 1.0
+
+    for noise in (0.0, 12.0):
+        ours = grained(augment(faces, np.random.default_rng(1), noise))
+        theirs = pipeline.augment(
+            tf.constant(faces[..., None], tf.float32), tf.constant([1, 2]), noise
+        )
+        theirs = grained(theirs.numpy()[..., 0])
+        assert abs(ours.mean() - theirs.mean()) < 0.05
+        if noise:
+            assert 0.45 < ours.mean() < 0.65
+        else:
+            assert ours.mean() < 0.25
+
+
 def test_torch_schedule_and_loss_are_the_keras_ones() -> None:
     torch = pytest.importorskip("torch")
     import keras

@@ -29,8 +29,9 @@ def normalize(pixels: np.ndarray) -> np.ndarray:
     return pixels.astype(np.float32) * SCALE + OFFSET
 
 
-def augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Augment a batch of ``[B, 48, 48]`` uint8 faces into float pixels (0..255)."""
+def augment(images: np.ndarray, rng: np.random.Generator, noise: float = 0.0) -> np.ndarray:
+    """Augment a batch of ``[B, 48, 48]`` uint8 faces into float pixels (0..255), with the
+    distributions of :func:`training.pipeline.augment` (``noise`` included)."""
     batch = len(images)
     flip = np.where(rng.random(batch) < 0.5, -1.0, 1.0)
     angle = rng.uniform(-math.pi / 18, math.pi / 18, batch)
@@ -59,7 +60,12 @@ def augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     contrast = rng.uniform(0.7, 1.3, (batch, 1, 1))
     brightness = rng.uniform(-25.0, 25.0, (batch, 1, 1))
     mean = out.mean(axis=(1, 2), keepdims=True)
-    out = np.clip((out - mean) * contrast + mean + brightness, 0.0, 255.0)
+    out = (out - mean) * contrast + mean + brightness
+    if noise > 0:
+        sigma = np.where(rng.random(batch) < 0.5, rng.uniform(0.0, noise, batch), 0.0)
+        sigma = sigma.astype(np.float32)
+        out = out + sigma[:, None, None] * rng.standard_normal(out.shape, np.float32)
+    out = np.clip(out, 0.0, 255.0)
 
     area = rng.uniform(0.02, 0.25, batch) * SIZE * SIZE
     aspect = np.exp(rng.uniform(math.log(0.3), math.log(3.3), batch))
@@ -84,6 +90,7 @@ def train_batches(
     seed: int,
     start_epoch: int = 0,
     mixup_alpha: float = 0.0,
+    noise: float = 0.0,
     workers: int = 8,
 ) -> tuple[Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]], int]:
     """An endless iterator of ``(x, target, sample_weight)`` batches and its steps per epoch;
@@ -94,7 +101,7 @@ def train_batches(
 
     def make_batch(e: int, k: int, index: np.ndarray):
         rng = np.random.default_rng([seed, e, k])
-        x, y, w = augment(images[index], rng), targets[index], sample_weights[index]
+        x, y, w = augment(images[index], rng, noise), targets[index], sample_weights[index]
         if mixup_alpha > 0:
             lam = rng.beta(mixup_alpha, mixup_alpha, len(index)).astype(np.float32)
             x = lam[:, None, None] * x + (1 - lam[:, None, None]) * np.roll(x, 1, axis=0)

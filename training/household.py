@@ -173,19 +173,25 @@ def gains(
 
 def tuning_grid(reference: object) -> dict[str, dict[str, Any]]:
     """The settings `--tune` compares: the logistic correction alone and after the
-    standardisation, each with its penalty and how far it reaches."""
+    standardisation (moment-matched, or refined with a penalty), each with its penalty and
+    how far it reaches."""
     from device.calibration import Settings
 
-    return {
-        f"{name}, strength {strength:g}, reach q{quantile:g}, fade {fade:g}": {
-            "settings": Settings(strength, quantile, fade),
-            "reference": chosen,
-        }
-        for name, chosen in (("plain", None), ("standardised", reference))
-        for strength, quantile, fade in itertools.product(
-            (2.0, 4.0, 6.0, 8.0, 12.0), (0.5, 0.65, 0.8), (0.5, 1.0)
-        )
-    }
+    grid = {}
+    for name, chosen, refinements in (
+        ("plain", None, (None,)),
+        ("standardised", reference, (None, 1.0, 3.0, 10.0)),
+    ):
+        for strength, quantile, fade, refinement in itertools.product(
+            (2.0, 4.0, 6.0, 8.0, 12.0), (0.5, 0.65, 0.8), (0.5, 1.0), refinements
+        ):
+            refined = "" if refinement is None else f", refined {refinement:g}"
+            label = f"{name}, strength {strength:g}, reach q{quantile:g}, fade {fade:g}{refined}"
+            grid[label] = {
+                "settings": Settings(strength, quantile, fade, refinement),
+                "reference": chosen,
+            }
+    return grid
 
 
 def measure(
@@ -226,9 +232,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tune", action="store_true", help="compare the settings of tuning_grid")
     p.add_argument("--draws", type=int, default=8)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--out-dir", type=Path, default=None, help="also write household.json here")
     args = p.parse_args(argv)
     result = measure(args.model, args.data, args.split, args.draws, args.seed, args.tune)
-    print(json.dumps(result if args.tune else result["shipped"], indent=2))
+    text = json.dumps(result if args.tune else result["shipped"], indent=2)
+    print(text)
+    if args.out_dir is not None:
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        (args.out_dir / "household.json").write_text(text + "\n")
     return 0
 
 

@@ -17,12 +17,14 @@ def normalize(pixels: tf.Tensor) -> tf.Tensor:
     return tf.cast(pixels, tf.float32) * SCALE + OFFSET
 
 
-def augment(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+def augment(images: tf.Tensor, seed: tf.Tensor, noise: float = 0.0) -> tf.Tensor:
     """Augment a batch of ``[B, 48, 48, 1]`` float pixels (0..255), deterministically per seed.
 
     One projective warp does the flip, the ±10° rotation, a ±10 % zoom and the ±4 px shift
-    (a random crop of the image padded by 4 with black); then brightness/contrast jitter and
-    random erasing (p=0.5, 2–25 % of the area, filled with a random grey level).
+    (a random crop of the image padded by 4 with black); then brightness/contrast jitter,
+    with ``noise`` > 0 sensor noise on half the faces (Gaussian, a standard deviation drawn
+    from 0..``noise`` grey levels: a camera in dim light), and random erasing (p=0.5, 2–25 %
+    of the area, filled with a random grey level).
     """
     batch = tf.shape(images)[0]
     seeds = tf.random.experimental.stateless_split(seed, num=10)
@@ -58,7 +60,13 @@ def augment(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     contrast = tf.reshape(uniform(5, 0.7, 1.3), [-1, 1, 1, 1])
     brightness = tf.reshape(uniform(6, -25.0, 25.0), [-1, 1, 1, 1])
     mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
-    images = tf.clip_by_value((images - mean) * contrast + mean + brightness, 0.0, 255.0)
+    images = (images - mean) * contrast + mean + brightness
+    if noise > 0:
+        level = uniform(8, 0.0, 1.0, [batch, 2])
+        sigma = tf.where(level[:, 0] < 0.5, level[:, 1] * noise, 0.0)
+        grain = tf.random.stateless_normal(tf.shape(images), seeds[9])
+        images = images + tf.reshape(sigma, [-1, 1, 1, 1]) * grain
+    images = tf.clip_by_value(images, 0.0, 255.0)
 
     rnd = uniform(7, 0.0, 1.0, [batch, 6])
     area = (0.02 + 0.23 * rnd[:, 0]) * SIZE * SIZE
@@ -105,6 +113,7 @@ def train_dataset(
     seed: int,
     start_epoch: int = 0,
     mixup_alpha: float = 0.0,
+    noise: float = 0.0,
 ) -> tuple[tf.data.Dataset, int]:
     """An endless dataset of ``(x, target, sample_weight)`` batches and its steps per epoch.
 
@@ -130,7 +139,7 @@ def train_dataset(
 
     def make_batch(e, k, index):
         batch_seed = tf.stack([seed, e * 100003 + k])
-        x = augment(tf.cast(tf.gather(pixels, index), tf.float32), batch_seed)
+        x = augment(tf.cast(tf.gather(pixels, index), tf.float32), batch_seed, noise)
         y, w = tf.gather(targets, index), tf.gather(sample_weights, index)
         if mixup_alpha > 0:
             mix_seed = tf.random.experimental.stateless_fold_in(batch_seed, 1)

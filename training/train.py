@@ -38,6 +38,7 @@ RECIPE_DEFAULTS: dict[str, Any] = {
     "dropout": 0.3,
     "grid": 1,
     "mixup": 0.0,
+    "noise": 0.0,
     "distill": 0.0,
     "fer2013_weight": 1.0,
     "seed": 1234,
@@ -415,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         args.seed,
         start_epoch=state["epoch"],
         mixup_alpha=recipe["mixup"],
+        noise=recipe["noise"],
     )
     # With FER+ votes, validation scores the top class of the same mixed targets.
     val_labels = labels[val_idx] if base is None else base[val_idx].argmax(axis=1)

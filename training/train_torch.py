@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         args.batch_size,
         args.seed,
         mixup_alpha=recipe["mixup"],
+        noise=recipe["noise"],
     )
     val_x = torch.from_numpy(normalize(images[val_idx])[:, None]).to(device)  # NCHW
     # With FER+ votes, validation scores the top class of the same mixed targets (as in Keras).
