@@ -292,7 +292,11 @@ def test_three_rooms_priority_the_hold_and_a_driver_that_stops(
             recorder.first(announcement(recorder, room), _claims, after=0.0)
             for room in (bedroom, kitchen)
         ]
-        assert claims[0] and claims[1] and claims[1] - claims[0] >= MOOD["min_switch_interval_s"]
+        # Times of arrival at the recorder, not of the devices' decisions: one message may
+        # be delivered a little later than the next (a busy machine), hence the allowance.
+        delivery_s = 0.2
+        assert claims[0] and claims[1]
+        assert claims[1] - claims[0] >= MOOD["min_switch_interval_s"] - delivery_s
 
         stopped = time.monotonic()
         assert kitchen.daemon.terminate()[0] == 0
