@@ -22,6 +22,11 @@ Classes without a sample keep their shipped logits exactly (neither step touches
 columns). When the model exports no features, the log-probabilities serve as features and
 there is no standardisation.
 
+A grainy camera (a dim room, a small sensor) is met before either step: each sample is also
+read after noise reduction (`device.denoise`), and when the shipped model reads the samples
+clearly better that way (`DENOISE_MARGIN`), the calibration is fitted on those readings and
+the household's faces are read denoised from then on.
+
 Only features, the shipped probabilities and labels are ever kept: never an image.
 """
 
@@ -77,10 +82,16 @@ MAX_RESCALE = 2.0
 never fires on one side would otherwise be multiplied without bound)."""
 STANDARDISE_FROM = 4
 """The light is judged across emotions: the standardisation needs samples of this many."""
+DENOISE_MARGIN = 0.1
+"""Nats: how much higher the mean log-probability of the samples' labels must be read denoised
+than as they are before the calibration switches to denoised faces. Chosen on Training faces
+(``training.household --split validation``): sensor noise clears it in every draw, the
+noise-free households never do."""
 STORE_FILE = "calibration.npz"
-STORE_VERSION = 3
-READABLE_VERSIONS = (2, 3)
-"""Version 2 files (no standardisation) keep their samples: they are refitted on load."""
+STORE_VERSION = 4
+READABLE_VERSIONS = (2, 3, 4)
+"""Version 2 files (no standardisation) keep their samples: they are refitted on load.
+Version 3 files (no denoised readings) are used as they are."""
 
 
 def log_probabilities(probabilities: np.ndarray) -> np.ndarray:
@@ -119,25 +130,33 @@ class Samples:
     probabilities: np.ndarray  # [n, C] what the shipped model said
     labels: np.ndarray  # [n] class index
     times: np.ndarray  # [n] when taken, seconds since the epoch: the oldest are dropped first
+    denoised: Samples | None = None
+    """The same faces read after noise reduction (same labels and times); None when some
+    were not (samples of a version 3 store)."""
 
     @classmethod
     def empty(cls, feature_size: int, classes: int) -> Samples:
-        return cls(
-            np.zeros((0, feature_size), np.float32),
-            np.zeros((0, classes), np.float32),
-            np.zeros(0, np.int64),
-            np.zeros(0, np.float64),
-        )
+        nothing = (np.zeros((0, feature_size)), np.zeros((0, classes)))
+        return cls.of(*nothing, [], [], denoised=nothing)
 
     @classmethod
     def of(
-        cls, features: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, times: np.ndarray
+        cls,
+        features: np.ndarray,
+        probabilities: np.ndarray,
+        labels: np.ndarray,
+        times: np.ndarray,
+        denoised: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Samples:
+        """Samples from arrays; `denoised`: the features and probabilities of the denoised
+        readings."""
+        labels, times = np.asarray(labels, np.int64), np.asarray(times, np.float64)
         return cls(
             np.asarray(features, np.float32),
             np.asarray(probabilities, np.float32),
-            np.asarray(labels, np.int64),
-            np.asarray(times, np.float64),
+            labels,
+            times,
+            None if denoised is None else cls.of(*denoised, labels, times),
         )
 
     def __len__(self) -> int:
@@ -148,10 +167,15 @@ class Samples:
 
     def select(self, rows: np.ndarray) -> Samples:
         return Samples(
-            self.features[rows], self.probabilities[rows], self.labels[rows], self.times[rows]
+            self.features[rows],
+            self.probabilities[rows],
+            self.labels[rows],
+            self.times[rows],
+            None if self.denoised is None else self.denoised.select(rows),
         )
 
     def plus(self, other: Samples) -> Samples:
+        both = self.denoised is not None and other.denoised is not None
         return Samples(
             *(
                 np.concatenate([a, b])
@@ -160,7 +184,8 @@ class Samples:
                     (other.features, other.probabilities, other.labels, other.times),
                     strict=True,
                 )
-            )
+            ),
+            self.denoised.plus(other.denoised) if both else None,  # type: ignore[union-attr]
         )
 
     def capped(self, per_class: int = MAX_PER_CLASS) -> Samples:
@@ -312,6 +337,15 @@ class Calibration:
     reach: float  # distance to the nearest anchor within which the correction applies in full
     fade: float  # then fading to nothing over this fraction of the reach
     standard: Standardisation | None = None
+    denoise: bool = False  # read the household's faces denoised (`reads_better_denoised`)
+
+    def reading(self, samples: Samples) -> Samples:
+        """Of samples read both ways, the reading this calibration applies to."""
+        if not self.denoise:
+            return samples
+        if samples.denoised is None:
+            raise ValueError("this calibration reads faces denoised: the samples lack it")
+        return samples.denoised
 
     def scaled(self, features: np.ndarray) -> np.ndarray:
         return (np.asarray(features, np.float64) - self.mean) / self.scale
@@ -345,6 +379,20 @@ def nearest_distance(
     return np.sqrt(np.clip(squared.min(axis=1), 0.0, None))
 
 
+def _label_log_likelihood(samples: Samples) -> float:
+    rows = np.arange(len(samples))
+    return float(log_probabilities(samples.probabilities[rows, samples.labels]).mean())
+
+
+def reads_better_denoised(samples: Samples) -> bool:
+    """Whether the shipped model reads the samples' labels clearly better after noise
+    reduction (by `DENOISE_MARGIN`)."""
+    if samples.denoised is None or not len(samples):
+        return False
+    gain = _label_log_likelihood(samples.denoised) - _label_log_likelihood(samples)
+    return gain > DENOISE_MARGIN
+
+
 def fit(
     samples: Samples,
     classes: int,
@@ -359,6 +407,9 @@ def fit(
     Convex (cross-entropy plus an L2 penalty): Nesterov's accelerated gradient with the
     step and momentum of its strong convexity converges in a few hundred cheap steps.
     """
+    denoise = reads_better_denoised(samples)
+    if denoise:
+        samples = samples.denoised  # type: ignore[assignment]
     standard = standardisation(samples, reference)
     if settings is None:
         settings = PLAIN if standard is None else STANDARDISED
@@ -396,7 +447,7 @@ def fit(
     anchors = inputs[:, :-1]
     reach = reach_of(anchors, settings.reach_quantile)
     return Calibration(
-        mean, scale, params[:-1], params[-1], anchors, reach, settings.fade, standard
+        mean, scale, params[:-1], params[-1], anchors, reach, settings.fade, standard, denoise
     )
 
 
@@ -479,7 +530,7 @@ def evaluate_cv(
         calibration = fit(
             samples.select(np.flatnonzero(~held)), classes, settings, reference=reference
         )
-        kept = samples.select(np.flatnonzero(held))
+        kept = calibration.reading(samples.select(np.flatnonzero(held)))
         after[held] = calibration.logits(kept.features, kept.probabilities).argmax(axis=1)
     return figures(samples.labels, before, after, classes)
 
@@ -504,8 +555,9 @@ class StoreError(ValueError):
 
 class CalibrationStore:
     """The household calibration in `<state_dir>/calibration.npz` (0600, written atomically):
-    parameters, sample features with their labels, times and the shipped probabilities, the
-    date, the counts per class and the model they belong to. Never an image."""
+    parameters, sample features with their labels, times and the shipped probabilities (as
+    read and denoised), the date, the counts per class and the model they belong to. Never an
+    image."""
 
     def __init__(self, state_dir: Path) -> None:
         self.path = Path(state_dir) / STORE_FILE
@@ -525,11 +577,17 @@ class CalibrationStore:
             "reach": calibration.reach,
             "fade": calibration.fade,
             "standardised": standard is not None,
-        }  # the anchors are the scaled features
+            "denoise": calibration.denoise,
+        }  # the anchors are the scaled features of the reading it applies to
         arrays = {
             f"standard_{field.name}": getattr(standard, field.name)
             for field in (fields(Standardisation) if standard is not None else ())
         }
+        denoised = stored.samples.denoised
+        if denoised is not None:
+            arrays.update(
+                denoised_features=denoised.features, denoised_probabilities=denoised.probabilities
+            )
         buffer = io.BytesIO()
         np.savez_compressed(
             buffer,
@@ -554,13 +612,24 @@ class CalibrationStore:
                 version = meta.get("version")
                 if version not in READABLE_VERSIONS:
                     raise StoreError(f"{self.path}: unknown version {version!r}")
+                denoised = None
+                if "denoised_features" in data.files:
+                    denoised = (data["denoised_features"], data["denoised_probabilities"])
                 samples = Samples.of(
-                    data["features"], data["probabilities"], data["labels"], data["times"]
+                    data["features"],
+                    data["probabilities"],
+                    data["labels"],
+                    data["times"],
+                    denoised,
                 )
                 calibration = None
-                if version == STORE_VERSION:
+                if version != 2:
                     scale = float(meta["scale"])
-                    anchors = (samples.features.astype(np.float64) - data["mean"]) / scale
+                    denoise = bool(meta.get("denoise", False))  # version 3: never
+                    read = samples.denoised if denoise else samples
+                    if read is None:
+                        raise StoreError(f"{self.path}: reads denoised faces but holds none")
+                    anchors = (read.features.astype(np.float64) - data["mean"]) / scale
                     standard = None
                     if meta["standardised"]:
                         standard = Standardisation(
@@ -578,6 +647,7 @@ class CalibrationStore:
                         float(meta["reach"]),
                         float(meta["fade"]),
                         standard,
+                        denoise,
                     )
                 return Stored(
                     samples,

@@ -31,6 +31,8 @@ class ModelError(ValueError):
 class Prediction:
     probabilities: np.ndarray  # one per label, summing to 1
     features: np.ndarray | None  # penultimate-layer features, when the model exports them
+    denoised: Prediction | None = None
+    """The same face read after `device.denoise` (set by `device.pipeline.Analyser`)."""
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

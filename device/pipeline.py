@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
 from device.classifier import EmotionClassifier, Prediction
 from device.config import Config
+from device.denoise import denoised
 from device.detector import Face, FaceDetector, crop_face
 from device.tracker import FaceTracker
 
@@ -53,6 +54,12 @@ class Analyser:
             faces = faces[:1]
         size = self.classifier.input_size
         return [
-            FaceResult(face, self.classifier.predict(crop_face(rgb, face, size, self.margin)))
+            FaceResult(face, self.classify(crop_face(rgb, face, size, self.margin)))
             for face in faces
         ]
+
+    def classify(self, crop: np.ndarray) -> Prediction:
+        """The emotion of a crop as it is, with its reading after noise reduction (which the
+        household calibration may prefer: `device.calibration.fit`)."""
+        prediction = self.classifier.predict(crop)
+        return replace(prediction, denoised=self.classifier.predict(denoised(crop)))

@@ -73,6 +73,48 @@ class Observation:
     at: float  # the frame's time
     features: np.ndarray
     probabilities: np.ndarray  # the shipped model's
+    denoised: tuple[np.ndarray, np.ndarray] | None = None  # the same, of the denoised face
+
+    @classmethod
+    def of(cls, at: float, prediction: Prediction) -> Observation:
+        denoised = prediction.denoised
+        return cls(
+            at,
+            feature_vector(prediction),
+            prediction.probabilities,
+            None if denoised is None else (feature_vector(denoised), denoised.probabilities),
+        )
+
+
+def samples_of(
+    observations: Sequence[Observation], labels: np.ndarray, times: np.ndarray
+) -> Samples:
+    """Labelled samples of observations (at least one), with their denoised readings when
+    every observation has one."""
+    readings = [o.denoised for o in observations]
+    denoised = None
+    if all(reading is not None for reading in readings):
+        denoised = (
+            np.array([reading[0] for reading in readings]),  # type: ignore[index]
+            np.array([reading[1] for reading in readings]),  # type: ignore[index]
+        )
+    return Samples.of(
+        np.array([o.features for o in observations]),
+        np.array([o.probabilities for o in observations]),
+        labels,
+        times,
+        denoised,
+    )
+
+
+def calibrated(calibration: Calibration, prediction: Prediction) -> np.ndarray:
+    """A face's calibrated probabilities, from the reading the calibration applies to."""
+    read = prediction
+    if calibration.denoise:
+        if prediction.denoised is None:
+            raise ValueError("the calibration reads faces denoised: the prediction lacks it")
+        read = prediction.denoised
+    return calibration.apply(feature_vector(read), read.probabilities)
 
 
 class FeatureLog:
@@ -175,12 +217,10 @@ class TeachSession:
         """What was recorded, stamped `taken_at` (seconds since the epoch) plus the order."""
         if not self._taken:
             return Samples.empty(0, len(self.labels))
-        observations = [observation for observation, _ in self._taken]
-        return Samples.of(
-            np.array([o.features for o in observations]),
-            np.array([o.probabilities for o in observations]),
+        return samples_of(
+            [observation for observation, _ in self._taken],
             np.array([label for _, label in self._taken]),
-            taken_at + np.arange(len(observations)) * 1e-3,
+            taken_at + np.arange(len(self._taken)) * 1e-3,
         )
 
 
@@ -276,9 +316,7 @@ class CalibrationService:
         teach session, and return every face's calibrated probabilities."""
         followed = None
         if predictions:
-            followed = Observation(
-                now, feature_vector(predictions[0]), predictions[0].probabilities
-            )
+            followed = Observation.of(now, predictions[0])
             self.log.add(followed)
         with self._lock:
             self._last_frame_at = now
@@ -287,7 +325,7 @@ class CalibrationService:
                 self._session.observe(self._clock(), followed)
         if calibration is None:
             return [p.probabilities for p in predictions]
-        return [calibration.apply(feature_vector(p), p.probabilities) for p in predictions]
+        return [calibrated(calibration, p) for p in predictions]
 
     # -- corrections -------------------------------------------------------------------
 
@@ -303,18 +341,19 @@ class CalibrationService:
             calibration = self._calibration
         if not recent:
             raise ValueError(f"no face in the last {CORRECTION_WINDOW_S:.0f} s: nothing to correct")
-        features = np.array([o.features for o in recent])
-        probabilities = np.array([o.probabilities for o in recent])
-        seen = probabilities if calibration is None else calibration.apply(features, probabilities)
+        unlabelled = samples_of(recent, np.zeros(len(recent)), np.zeros(len(recent)))
+        seen = unlabelled.probabilities
+        if calibration is not None:
+            read = calibration.reading(unlabelled)
+            seen = calibration.apply(read.features, read.probabilities)
         chosen = seen.argmax(axis=1) == self.labels.index(wrong)
         if not chosen.any():
             chosen[:] = True
-        now = self._wall_clock()
-        samples = Samples.of(
-            features[chosen],
-            probabilities[chosen],
-            np.full(int(chosen.sum()), self.labels.index(right)),
-            now + np.arange(int(chosen.sum())) * 1e-3,
+        picked = [o for o, keep in zip(recent, chosen, strict=True) if keep]
+        samples = samples_of(
+            picked,
+            np.full(len(picked), self.labels.index(right)),
+            self._wall_clock() + np.arange(len(picked)) * 1e-3,
         )
         logger.info("calibration: %d frames read as %s relabelled %s", len(samples), wrong, right)
         self._add(samples)
