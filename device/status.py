@@ -49,7 +49,7 @@ INITIAL: dict[str, Any] = {
     "coordination_info": {},  # the same for Home Assistant: role, driver, speaker, others
     "mqtt_state": "disabled",
     "warnings": [],
-    "calibration": "shipped model",  # or "calibrated: N samples of K emotions, date"
+    "calibration": "shipped model",  # or "calibrated: N samples of K emotions, date", …
     "correct_to": "neutral",  # the emotion Home Assistant's "Correct mood" button teaches
 }
 

@@ -292,8 +292,9 @@ class CalibrationService:
             return
         taught = sum(1 for count in samples.counts(len(self.labels)) if count)
         date = time.strftime("%Y-%m-%d %H:%M", time.localtime(saved_at or self._wall_clock()))
+        grain = ", faces denoised (a grainy camera)" if self._calibration.denoise else ""
         self._status.update(
-            calibration=f"calibrated: {len(samples)} samples of {taught} emotions, {date}"
+            calibration=f"calibrated: {len(samples)} samples of {taught} emotions, {date}{grain}"
         )
 
     def register(self, controller: Controller) -> None:

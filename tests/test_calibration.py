@@ -625,6 +625,38 @@ def test_a_calibration_that_reads_faces_denoised_is_stored_so(
     assert_no_images(store.path)
 
 
+def test_the_service_reads_a_grainy_households_faces_denoised(
+    fer2013: Path, tmp_path: Path
+) -> None:
+    """Loaded from the store, the grainy household's calibration says so on the status page,
+    answers each frame from the face's denoised reading, and a correction keeps both
+    readings of its frames."""
+    grainy = household_faces(fer2013)["grainy"]
+    taught = grainy.select(np.flatnonzero(grainy.times < HOUSEHOLD_PER_EMOTION))
+    reference = load_reference(Config().model_path("emotion"))
+    calibration = fit(taught, CLASSES, reference=reference)
+    CalibrationStore(tmp_path).save(Stored(taught, calibration, EMOTIONS, "m1", 1.0))
+    status = StatusBoard()
+    service = CalibrationService(tmp_path, EMOTIONS, "m1", status, reference=reference)
+    assert "faces denoised" in status.get("calibration")
+    assert grainy.denoised is not None
+    row = int(np.flatnonzero(grainy.times >= HOUSEHOLD_PER_EMOTION)[0])
+    read = Prediction(
+        grainy.probabilities[row],
+        grainy.features[row],
+        Prediction(grainy.denoised.probabilities[row], grainy.denoised.features[row]),
+    )
+    (answer,) = service.observe_frame(0.0, [read])
+    np.testing.assert_allclose(
+        answer, calibration.apply(grainy.denoised.features[row], read.denoised.probabilities)
+    )
+    assert service.correct(EMOTIONS[int(answer.argmax())], "neutral") == 1
+    assert service.wait_idle(10)
+    stored = CalibrationStore(tmp_path).load()
+    assert stored is not None and stored.samples.denoised is not None
+    assert len(stored.samples.denoised) == len(taught) + 1
+
+
 # -- never an image -------------------------------------------------------------------------
 
 
