@@ -79,8 +79,9 @@ def percentiles(values: list[float]) -> dict[str, float]:
 def time_pipeline(frames: list[np.ndarray]) -> dict[str, object]:
     """Each close face as the daemon sees a listener who stays: once the tracker follows it
     and its first scan is over, one frame's face detection (the follower) and the whole
-    analysis step, timed, and of its emotion reading the part that reads the face denoised
-    (for the household calibration). What scans cost on top is in the range table."""
+    analysis step, timed; and its face read as it is and also denoised (what a teach session
+    or a grainy household's calibration adds to each face). What scans cost on top is in the
+    range table."""
     analyser = Analyser.from_config(Config())  # threads = 1, the device default
     detect, total, cpu, plain, both = [], [], [], [], []
     for frame in frames:
@@ -97,7 +98,10 @@ def time_pipeline(frames: list[np.ndarray]) -> dict[str, object]:
         size = analyser.classifier.input_size
         for result in results[:1]:
             crop = crop_face(frame, result.face, size, analyser.margin)
-            for read, times in ((analyser.classifier.predict, plain), (analyser.classify, both)):
+            for read, times in (
+                (analyser.classifier.predict, plain),
+                (analyser.read_both_ways, both),
+            ):
                 t2 = time.perf_counter()
                 read(crop)
                 times.append((time.perf_counter() - t2) * 1000)

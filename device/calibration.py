@@ -22,10 +22,10 @@ Classes without a sample keep their shipped logits exactly (neither step touches
 columns). When the model exports no features, the log-probabilities serve as features and
 there is no standardisation.
 
-A grainy camera (a dim room, a small sensor) is met before either step: each sample is also
-read after noise reduction (`device.denoise`), and when the shipped model reads the samples
-clearly better that way (`DENOISE_MARGIN`), the calibration is fitted on those readings and
-the household's faces are read denoised from then on.
+A grainy camera (a dim room, a small sensor) is met before either step: the faces of a teach
+session are also read after noise reduction (`device.denoise`), and when the shipped model
+reads those samples clearly better that way (`DENOISE_MARGIN`), the calibration is fitted on
+the denoised readings and the household's faces are read denoised from then on.
 
 Only features, the shipped probabilities and labels are ever kept: never an image.
 """
@@ -131,8 +131,9 @@ class Samples:
     labels: np.ndarray  # [n] class index
     times: np.ndarray  # [n] when taken, seconds since the epoch: the oldest are dropped first
     denoised: Samples | None = None
-    """The same faces read after noise reduction (same labels and times); None when some
-    were not (samples of a version 3 store)."""
+    """The same faces read after noise reduction (same labels and times), NaN for those that
+    were not (the device reads faces both ways only while it may need both:
+    `device.teach.CalibrationService.wants_denoised`); None when none were."""
 
     @classmethod
     def empty(cls, feature_size: int, classes: int) -> Samples:
@@ -174,8 +175,20 @@ class Samples:
             None if self.denoised is None else self.denoised.select(rows),
         )
 
+    def read_both_ways(self) -> np.ndarray:
+        """[n] bool: which samples have a denoised reading."""
+        if self.denoised is None:
+            return np.zeros(len(self), bool)
+        return np.isfinite(self.denoised.features).all(axis=1)
+
+    def _denoised_or_missing(self) -> Samples:
+        if self.denoised is not None:
+            return self.denoised
+        missing = np.full_like(self.features, np.nan), np.full_like(self.probabilities, np.nan)
+        return Samples.of(*missing, self.labels, self.times)
+
     def plus(self, other: Samples) -> Samples:
-        both = self.denoised is not None and other.denoised is not None
+        either = self.denoised is not None or other.denoised is not None
         return Samples(
             *(
                 np.concatenate([a, b])
@@ -185,7 +198,7 @@ class Samples:
                     strict=True,
                 )
             ),
-            self.denoised.plus(other.denoised) if both else None,  # type: ignore[union-attr]
+            self._denoised_or_missing().plus(other._denoised_or_missing()) if either else None,
         )
 
     def capped(self, per_class: int = MAX_PER_CLASS) -> Samples:
@@ -343,9 +356,9 @@ class Calibration:
         """Of samples read both ways, the reading this calibration applies to."""
         if not self.denoise:
             return samples
-        if samples.denoised is None:
-            raise ValueError("this calibration reads faces denoised: the samples lack it")
-        return samples.denoised
+        if not samples.read_both_ways().all():
+            raise ValueError("this calibration reads faces denoised: some samples were not")
+        return samples.denoised  # type: ignore[return-value]
 
     def scaled(self, features: np.ndarray) -> np.ndarray:
         return (np.asarray(features, np.float64) - self.mean) / self.scale
@@ -385,11 +398,13 @@ def _label_log_likelihood(samples: Samples) -> float:
 
 
 def reads_better_denoised(samples: Samples) -> bool:
-    """Whether the shipped model reads the samples' labels clearly better after noise
-    reduction (by `DENOISE_MARGIN`)."""
-    if samples.denoised is None or not len(samples):
+    """Whether the shipped model reads the labels of the samples read both ways clearly
+    better after noise reduction (by `DENOISE_MARGIN`)."""
+    both = np.flatnonzero(samples.read_both_ways())
+    if not len(both):
         return False
-    gain = _label_log_likelihood(samples.denoised) - _label_log_likelihood(samples)
+    read = samples.select(both)
+    gain = _label_log_likelihood(read.denoised) - _label_log_likelihood(read)  # type: ignore[arg-type]
     return gain > DENOISE_MARGIN
 
 
@@ -408,8 +423,8 @@ def fit(
     step and momentum of its strong convexity converges in a few hundred cheap steps.
     """
     denoise = reads_better_denoised(samples)
-    if denoise:
-        samples = samples.denoised  # type: ignore[assignment]
+    if denoise:  # fitted on the samples read denoised; the others were taken before the switch
+        samples = samples.select(np.flatnonzero(samples.read_both_ways())).denoised  # type: ignore[assignment]
     standard = standardisation(samples, reference)
     if settings is None:
         settings = PLAIN if standard is None else STANDARDISED
@@ -626,9 +641,12 @@ class CalibrationStore:
                 if version != 2:
                     scale = float(meta["scale"])
                     denoise = bool(meta.get("denoise", False))  # version 3: never
-                    read = samples.denoised if denoise else samples
-                    if read is None:
-                        raise StoreError(f"{self.path}: reads denoised faces but holds none")
+                    read = samples
+                    if denoise:  # fitted on the samples read denoised
+                        both = samples.select(np.flatnonzero(samples.read_both_ways()))
+                        if not len(both):
+                            raise StoreError(f"{self.path}: reads faces denoised but holds none")
+                        read = both.denoised  # type: ignore[assignment]
                     anchors = (read.features.astype(np.float64) - data["mean"]) / scale
                     standard = None
                     if meta["standardised"]:

@@ -336,7 +336,12 @@ class Daemon:
         assert self.calibration is not None
         self.status.update(presence_detail="")
         follow = self.controller.config.mood.follow
-        results = self.analyser.analyse(rgb, None if still else now, all_faces=follow == "room")
+        results = self.analyser.analyse(
+            rgb,
+            None if still else now,
+            all_faces=follow == "room",
+            also_denoised=self.calibration.wants_denoised,
+        )
         preview = self.controller.config.web.preview
         self._last_view = (rgb, [r.face for r in results]) if preview else None
         calibrated = self.calibration.observe_frame(now, [r.prediction for r in results])

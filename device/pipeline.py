@@ -44,21 +44,25 @@ class Analyser:
         return self.classifier.labels
 
     def analyse(
-        self, rgb: np.ndarray, now: float | None = None, all_faces: bool = True
+        self,
+        rgb: np.ndarray,
+        now: float | None = None,
+        all_faces: bool = True,
+        also_denoised: bool = False,
     ) -> list[FaceResult]:
         """Faces in the frame, largest first, each with its emotion (only the largest unless
         `all_faces`). With `now` (seconds) the frame is one of a stream and faces are
-        followed from frame to frame; without it, a still image scanned whole."""
+        followed from frame to frame; without it, a still image scanned whole. With
+        `also_denoised`, each face is also read denoised (for the household calibration:
+        `device.teach.CalibrationService.wants_denoised`)."""
         faces = self.tracker.scan(rgb) if now is None else self.tracker.track(rgb, now)
         if not all_faces:
             faces = faces[:1]
         size = self.classifier.input_size
-        return [
-            FaceResult(face, self.classify(crop_face(rgb, face, size, self.margin)))
-            for face in faces
-        ]
+        read = self.read_both_ways if also_denoised else self.classifier.predict
+        return [FaceResult(face, read(crop_face(rgb, face, size, self.margin))) for face in faces]
 
-    def classify(self, crop: np.ndarray) -> Prediction:
+    def read_both_ways(self, crop: np.ndarray) -> Prediction:
         """The emotion of a crop as it is, with its reading after noise reduction (which the
         household calibration may prefer: `device.calibration.fit`)."""
         prediction = self.classifier.predict(crop)

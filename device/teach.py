@@ -89,14 +89,19 @@ class Observation:
 def samples_of(
     observations: Sequence[Observation], labels: np.ndarray, times: np.ndarray
 ) -> Samples:
-    """Labelled samples of observations (at least one), with their denoised readings when
-    every observation has one."""
-    readings = [o.denoised for o in observations]
+    """Labelled samples of observations (at least one), with their denoised readings (NaN
+    for observations without one; None when none has one)."""
     denoised = None
-    if all(reading is not None for reading in readings):
+    if any(o.denoised is not None for o in observations):
+        first = observations[0]
+        missing = (
+            np.full_like(first.features, np.nan),
+            np.full_like(first.probabilities, np.nan),
+        )
+        readings = [missing if o.denoised is None else o.denoised for o in observations]
         denoised = (
-            np.array([reading[0] for reading in readings]),  # type: ignore[index]
-            np.array([reading[1] for reading in readings]),  # type: ignore[index]
+            np.array([features for features, _ in readings]),
+            np.array([probabilities for _, probabilities in readings]),
         )
     return Samples.of(
         np.array([o.features for o in observations]),
@@ -107,14 +112,15 @@ def samples_of(
     )
 
 
-def calibrated(calibration: Calibration, prediction: Prediction) -> np.ndarray:
-    """A face's calibrated probabilities, from the reading the calibration applies to."""
-    read = prediction
-    if calibration.denoise:
-        if prediction.denoised is None:
-            raise ValueError("the calibration reads faces denoised: the prediction lacks it")
-        read = prediction.denoised
-    return calibration.apply(feature_vector(read), read.probabilities)
+def calibrated(calibration: Calibration, observation: Observation) -> np.ndarray:
+    """A face's calibrated probabilities, from the reading the calibration applies to; the
+    shipped model's for a face not read denoised under a calibration that reads faces
+    denoised (a frame analysed just before it switched)."""
+    if not calibration.denoise:
+        return calibration.apply(observation.features, observation.probabilities)
+    if observation.denoised is None:
+        return observation.probabilities
+    return calibration.apply(*observation.denoised)
 
 
 class FeatureLog:
@@ -315,9 +321,9 @@ class CalibrationService:
     def observe_frame(self, now: float, predictions: Sequence[Prediction]) -> list[np.ndarray]:
         """One analysed frame (faces largest first): log the largest face, feed a running
         teach session, and return every face's calibrated probabilities."""
-        followed = None
-        if predictions:
-            followed = Observation.of(now, predictions[0])
+        observations = [Observation.of(now, p) for p in predictions]
+        followed = observations[0] if observations else None
+        if followed is not None:
             self.log.add(followed)
         with self._lock:
             self._last_frame_at = now
@@ -325,8 +331,17 @@ class CalibrationService:
             if self._session is not None:
                 self._session.observe(self._clock(), followed)
         if calibration is None:
-            return [p.probabilities for p in predictions]
-        return [calibrated(calibration, p) for p in predictions]
+            return [o.probabilities for o in observations]
+        return [calibrated(calibration, o) for o in observations]
+
+    @property
+    def wants_denoised(self) -> bool:
+        """Whether faces should also be read denoised: while a teach session runs (its samples
+        decide whether this household reads better so) and while the calibration reads faces
+        denoised. Otherwise the second reading would only cost time."""
+        with self._lock:
+            calibration = self._calibration
+            return self._session is not None or (calibration is not None and calibration.denoise)
 
     # -- corrections -------------------------------------------------------------------
 
@@ -342,11 +357,9 @@ class CalibrationService:
             calibration = self._calibration
         if not recent:
             raise ValueError(f"no face in the last {CORRECTION_WINDOW_S:.0f} s: nothing to correct")
-        unlabelled = samples_of(recent, np.zeros(len(recent)), np.zeros(len(recent)))
-        seen = unlabelled.probabilities
-        if calibration is not None:
-            read = calibration.reading(unlabelled)
-            seen = calibration.apply(read.features, read.probabilities)
+        seen = np.array(
+            [o.probabilities if calibration is None else calibrated(calibration, o) for o in recent]
+        )
         chosen = seen.argmax(axis=1) == self.labels.index(wrong)
         if not chosen.any():
             chosen[:] = True
