@@ -84,6 +84,7 @@ def time_pipeline(frames: list[np.ndarray]) -> dict[str, object]:
     range table."""
     analyser = Analyser.from_config(Config())  # threads = 1, the device default
     detect, total, cpu, plain, both = [], [], [], [], []
+    size = analyser.classifier.input_size
     for frame in frames:
         analyser.tracker.reset()
         for i in range(12):
@@ -95,7 +96,6 @@ def time_pipeline(frames: list[np.ndarray]) -> dict[str, object]:
         results = analyser.analyse(frame, now=2.6)  # the whole step as the daemon runs it
         total.append((time.perf_counter() - t1) * 1000)
         cpu.append((time.process_time() - cpu0) * 1000)
-        size = analyser.classifier.input_size
         for result in results[:1]:
             crop = crop_face(frame, result.face, size, analyser.margin)
             for read, times in (

@@ -122,6 +122,11 @@ def _largest_eigenvalue(gram: np.ndarray, steps: int = 50) -> float:
     return 1.05 * value
 
 
+def unread(features: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The denoised reading of faces that were not read denoised: NaN, in the reading's shape."""
+    return np.full_like(features, np.nan), np.full_like(probabilities, np.nan)
+
+
 @dataclass(frozen=True)
 class Samples:
     """Labelled examples: one row per face of a frame (features, never pixels)."""
@@ -184,8 +189,7 @@ class Samples:
     def _denoised_or_missing(self) -> Samples:
         if self.denoised is not None:
             return self.denoised
-        missing = np.full_like(self.features, np.nan), np.full_like(self.probabilities, np.nan)
-        return Samples.of(*missing, self.labels, self.times)
+        return Samples.of(*unread(self.features, self.probabilities), self.labels, self.times)
 
     def plus(self, other: Samples) -> Samples:
         either = self.denoised is not None or other.denoised is not None

@@ -30,6 +30,7 @@ from device.calibration import (
     evaluate_cv,
     fit,
     log_probabilities,
+    unread,
 )
 from device.classifier import Prediction
 from device.config import Config
@@ -93,11 +94,7 @@ def samples_of(
     for observations without one; None when none has one)."""
     denoised = None
     if any(o.denoised is not None for o in observations):
-        first = observations[0]
-        missing = (
-            np.full_like(first.features, np.nan),
-            np.full_like(first.probabilities, np.nan),
-        )
+        missing = unread(observations[0].features, observations[0].probabilities)
         readings = [missing if o.denoised is None else o.denoised for o in observations]
         denoised = (
             np.array([features for features, _ in readings]),

@@ -156,32 +156,31 @@ def gains(
     from device.calibration import Samples, fit
 
     gained, unshifted, denoising = [], [], 0
+    (features, probabilities), (denoised_features, denoised_probabilities) = shifted
     for draw in range(draws):
         draw_rng = np.random.default_rng([seed, draw])
         taught = np.zeros(len(labels), bool)
         for k in range(len(EMOTIONS)):
             taught[draw_rng.permutation(np.flatnonzero(labels == k))[:TAUGHT]] = True
-        (features, probabilities), denoised = shifted
         samples = Samples.of(
             features[taught],
             probabilities[taught],
             labels[taught],
             np.zeros(int(taught.sum())),
-            (denoised[0][taught], denoised[1][taught]),
+            (denoised_features[taught], denoised_probabilities[taught]),
         )
         calibration = fit(samples, len(EMOTIONS), **settings)
         denoising += calibration.denoise
         held = ~taught
         for (plain, cleaned), out in ((shifted, gained), (clean, unshifted)):
-            features, probabilities = cleaned if calibration.denoise else plain
-            after = calibration.logits(features[held], probabilities[held]).argmax(axis=1)
+            read_features, read_probabilities = cleaned if calibration.denoise else plain
+            after = calibration.logits(read_features[held], read_probabilities[held]).argmax(1)
             before = plain[1][held].argmax(axis=1)  # the shipped model reads faces as they are
             out.append(
                 100 * float(np.mean(after == labels[held]) - np.mean(before == labels[held]))
             )
-    plain_probabilities = shifted[0][1]
     return {
-        "accuracy_before": round(100 * float(np.mean(plain_probabilities.argmax(1) == labels)), 1),
+        "accuracy_before": round(100 * float(np.mean(probabilities.argmax(axis=1) == labels)), 1),
         "gain_mean": round(float(np.mean(gained)), 2),
         "gain_min": round(float(np.min(gained)), 2),
         "gain_max": round(float(np.max(gained)), 2),
